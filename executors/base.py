@@ -1,0 +1,78 @@
+"""The executor interface: one adapter per place a task can run (local, batch, ecs).
+
+Executors know nothing about Django or the database. They take plain values and
+return plain values; the shell in ``jobs/`` records what they say.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Mapping, Sequence
+from dataclasses import dataclass
+from datetime import datetime
+from enum import StrEnum
+from typing import Any, Protocol
+
+
+class ExecutorError(Exception):
+    """An executor call failed. ``permanent`` says whether trying again can help."""
+
+    def __init__(self, message: str, *, permanent: bool = False) -> None:
+        super().__init__(message)
+        self.message = message
+        self.permanent = permanent
+
+
+@dataclass(frozen=True)
+class Launch:
+    """Everything an executor needs to start one attempt."""
+
+    task_run_id: int
+    idempotency_key: str  # unique per attempt; submitting twice with it starts one job
+    config: Mapping[str, Any]  # validated by the executor kind's config schema
+    env: Mapping[str, str]  # SUNDIAL_* variables plus the task's own environment
+
+
+@dataclass(frozen=True)
+class Submission:
+    external_id: str
+    log_ref: str
+
+
+class State(StrEnum):
+    PENDING = "pending"  # accepted, not running yet
+    RUNNING = "running"
+    SUCCEEDED = "succeeded"
+    FAILED = "failed"
+
+
+@dataclass(frozen=True)
+class Status:
+    state: State
+    exit_code: int | None = None
+    reason: str = ""
+    started_at: datetime | None = None
+    ended_at: datetime | None = None
+
+
+@dataclass(frozen=True)
+class LogChunk:
+    lines: tuple[str, ...]
+    next_cursor: str  # opaque; pass it back to read on from here
+
+
+class Executor(Protocol):
+    kind: str
+    # True when a submitted job is running at once and reports its own exit (local);
+    # False when it is queued remotely and its state must be polled (Batch, ECS).
+    runs_on_submit: bool
+
+    def submit(self, launch: Launch) -> Submission: ...
+
+    def find(self, idempotency_key: str) -> Submission | None:
+        """The job an earlier ``submit`` with this key started, if any (crash recovery)."""
+
+    def statuses(self, external_ids: Sequence[str]) -> dict[str, Status]: ...
+
+    def terminate(self, external_id: str, reason: str) -> None: ...
+
+    def read_logs(self, log_ref: str, cursor: str | None) -> LogChunk: ...

@@ -1,0 +1,535 @@
+"""The run engine: a pure function from one run's state and the clock to the actions that
+move it on.
+
+Nothing here imports Django, Celery or boto3. The shell (``jobs/orchestrator.py``) builds a
+``RunState`` from the database, calls ``step``, and applies the returned actions in one
+transaction. Every decision that can be expressed without I/O lives here, so it can be
+tested with plain values.
+"""
+
+from __future__ import annotations
+
+import random
+import signal
+from collections.abc import Iterable, Mapping, Sequence
+from dataclasses import dataclass, field
+from datetime import UTC, datetime, timedelta
+from enum import StrEnum
+
+
+class AttemptStatus(StrEnum):
+    WAITING = "waiting"  # created, upstream or backoff not yet satisfied
+    READY = "ready"  # may be submitted now
+    SUBMITTING = "submitting"  # claimed by a worker, executor call in flight
+    SUBMITTED = "submitted"  # the executor accepted it
+    RUNNING = "running"
+    SUCCEEDED = "succeeded"
+    FAILED = "failed"
+    TIMED_OUT = "timed_out"
+    KILLED = "killed"
+    SKIPPED = "skipped"
+
+
+class RunStatus(StrEnum):
+    QUEUED = "queued"
+    RUNNING = "running"
+    SUCCEEDED = "succeeded"
+    FAILED = "failed"
+    KILLED = "killed"
+    SKIPPED = "skipped"  # never started: the overlap policy said so
+
+
+ACTIVE_ATTEMPT = frozenset(
+    {AttemptStatus.SUBMITTING, AttemptStatus.SUBMITTED, AttemptStatus.RUNNING}
+)
+PENDING_ATTEMPT = frozenset({AttemptStatus.WAITING, AttemptStatus.READY})
+FINAL_ATTEMPT = frozenset(
+    {
+        AttemptStatus.SUCCEEDED,
+        AttemptStatus.FAILED,
+        AttemptStatus.TIMED_OUT,
+        AttemptStatus.KILLED,
+        AttemptStatus.SKIPPED,
+    }
+)
+FINAL_RUN = frozenset({RunStatus.SUCCEEDED, RunStatus.FAILED, RunStatus.KILLED, RunStatus.SKIPPED})
+
+
+@dataclass(frozen=True)
+class Backoff:
+    """Delay before retry N (N >= 1): initial * multiplier**(N-1), capped, with +/- jitter."""
+
+    initial_delay_s: float = 10.0
+    multiplier: float = 2.0  # 1.0 means a fixed delay
+    max_delay_s: float = 600.0
+    jitter: float = 0.0  # fraction of the delay, 0..1, drawn deterministically from a seed
+
+    def delay(self, retry_number: int, seed: str) -> float:
+        """Seconds to wait after failed attempt ``retry_number`` (>= 1), jittered by ``seed``."""
+        if retry_number < 1:
+            raise ValueError(f"retry number must be >= 1, got {retry_number}")
+        try:
+            base = self.initial_delay_s * self.multiplier ** (retry_number - 1)
+        except OverflowError:  # a huge exponent: the cap applies anyway
+            base = self.max_delay_s
+        base = min(self.max_delay_s, base)
+        # A private RNG seeded with a string (hashed with SHA-512, not hash()) gives the same
+        # jitter in every process, so re-running step() on the same state agrees with itself.
+        u = random.Random(seed).uniform(-1.0, 1.0)
+        return max(0.0, base * (1.0 + u * self.jitter))
+
+
+@dataclass(frozen=True)
+class TaskSpec:
+    name: str
+    requires: tuple[str, ...] = ()  # required upstreams: each must succeed
+    after: tuple[str, ...] = ()  # optional upstreams: each must reach a final outcome
+    max_attempts: int = 1
+    backoff: Backoff = field(default_factory=Backoff)
+    time_limit_s: float | None = None  # counted from RUNNING, not from submission
+    retry_on_timeout: bool = True
+    require_explicit_success: bool = False
+
+
+@dataclass(frozen=True)
+class Attempt:
+    id: int
+    task: str
+    round: int  # 1 for the run's first try; "retry failed tasks" starts round + 1
+    number: int  # attempt number within its round, from 1
+    status: AttemptStatus
+    not_before: datetime | None = None  # backoff: may not become READY before this
+    started_at: datetime | None = None  # when it began RUNNING
+    finished_at: datetime | None = None
+    terminate_requested: bool = False
+    terminate_reason: str | None = None  # the Terminate reason, shown as "stopping: ..."
+
+
+@dataclass(frozen=True)
+class RunState:
+    run_id: int
+    status: RunStatus
+    tasks: tuple[TaskSpec, ...]
+    attempts: tuple[Attempt, ...]  # every task has at least one attempt
+    kill_requested: bool = False
+
+
+# ---- actions: plain values the shell applies ----
+
+
+@dataclass(frozen=True)
+class MarkReady:
+    attempt_id: int
+
+
+@dataclass(frozen=True)
+class MarkSkipped:
+    attempt_id: int
+    reason: str
+
+
+@dataclass(frozen=True)
+class Cancel:
+    """A WAITING/READY attempt that never reached an executor ends as KILLED."""
+
+    attempt_id: int
+    reason: str
+
+
+@dataclass(frozen=True)
+class Terminate:
+    """Ask the executor to stop an active attempt; it ends as ``outcome`` when it exits."""
+
+    attempt_id: int
+    reason: str
+    outcome: AttemptStatus  # TIMED_OUT or KILLED
+
+
+@dataclass(frozen=True)
+class ScheduleRetry:
+    task: str
+    round: int
+    number: int
+    not_before: datetime
+    reason: str
+
+
+@dataclass(frozen=True)
+class FinishRun:
+    status: RunStatus
+    reason: str
+
+
+Action = MarkReady | MarkSkipped | Cancel | Terminate | ScheduleRetry | FinishRun
+
+
+@dataclass(frozen=True)
+class Step:
+    actions: tuple[Action, ...]
+    wake_at: datetime | None  # earliest time at which the clock alone changes the outcome
+
+
+# ---- the step ----
+
+# A task's outcome as its downstreams see it.
+_SUCCEEDED = "succeeded"
+_FAILED = "final-failure"  # failed for good: no retry is coming
+_PENDING = "pending"
+
+_UPSTREAM_FAILED = {
+    AttemptStatus.FAILED: "failed",
+    AttemptStatus.TIMED_OUT: "timed out",
+    AttemptStatus.KILLED: "was killed",
+    AttemptStatus.SKIPPED: "was skipped",
+}
+
+
+def step(state: RunState, now: datetime) -> Step:
+    """Decide every action that moves one run on at ``now``, and when to look again."""
+    if state.status in FINAL_RUN or state.status == RunStatus.QUEUED:
+        return Step((), None)
+    _, latest = _index(state)
+    if state.kill_requested:
+        return _step_killed(state, latest)
+
+    actions: dict[str, Action] = {}
+    wakes: list[datetime] = []
+    status: dict[str, AttemptStatus] = {}  # each task's status once this step's actions apply
+    outcome: dict[str, str] = {}
+    # Upstreams first, so a skip (or an optional upstream becoming final) propagates down a
+    # whole chain in one step instead of needing one shell round trip per level.
+    for spec in _topological(state.tasks):
+        a = latest[spec.name]
+        st = a.status
+        if st == AttemptStatus.WAITING:
+            failed = next((u for u in spec.requires if outcome[u] == _FAILED), None)
+            if failed is not None:
+                reason = f"required upstream {failed!r} {_UPSTREAM_FAILED[status[failed]]}"
+                actions[spec.name] = MarkSkipped(a.id, reason)
+                st = AttemptStatus.SKIPPED
+            elif _upstreams_met(spec, outcome):
+                if a.not_before is None or a.not_before <= now:
+                    actions[spec.name] = MarkReady(a.id)
+                    st = AttemptStatus.READY
+                else:
+                    wakes.append(a.not_before)
+        elif st == AttemptStatus.RUNNING:
+            deadline = _deadline(spec, a)
+            if deadline is not None and not a.terminate_requested:
+                if deadline <= now:
+                    actions[spec.name] = Terminate(
+                        a.id,
+                        f"time limit of {spec.time_limit_s:g}s exceeded",
+                        AttemptStatus.TIMED_OUT,
+                    )
+                else:
+                    wakes.append(deadline)
+        elif _retry_coming(spec, st, a.number):
+            retry = _schedule_retry(state.run_id, spec, a, now)
+            actions[spec.name] = retry
+            # The shell creates the retry as WAITING; waking at not_before lets the next step
+            # mark it READY even if nothing else happens in the meantime.
+            wakes.append(retry.not_before)
+        status[spec.name] = st
+        outcome[spec.name] = _outcome(spec, st, a.number)
+
+    ordered = [actions[t.name] for t in state.tasks if t.name in actions]
+    if all(o != _PENDING for o in outcome.values()):
+        ordered.append(_finish(state.tasks, status))
+        return Step(tuple(ordered), None)
+    return Step(tuple(ordered), min(wakes, default=None))
+
+
+def _step_killed(state: RunState, latest: Mapping[str, Attempt]) -> Step:
+    """Cancel what has not started, terminate what is active, finish once nothing is."""
+    actions: list[Action] = []
+    active = False
+    for spec in state.tasks:
+        a = latest[spec.name]
+        if a.status in PENDING_ATTEMPT:
+            actions.append(Cancel(a.id, "run killed"))
+        elif a.status in ACTIVE_ATTEMPT:
+            active = True
+            if not a.terminate_requested:
+                actions.append(Terminate(a.id, "run killed", AttemptStatus.KILLED))
+    if not active:  # cancelled attempts end at once, so they do not hold the run open
+        actions.append(FinishRun(RunStatus.KILLED, "killed"))
+    return Step(tuple(actions), None)
+
+
+def _index(state: RunState) -> tuple[dict[str, TaskSpec], dict[str, Attempt]]:
+    """Specs by name and each task's latest attempt; ValueError if the state is malformed."""
+    specs: dict[str, TaskSpec] = {}
+    for spec in state.tasks:
+        if spec.name in specs:
+            raise ValueError(f"duplicate task {spec.name!r}")
+        specs[spec.name] = spec
+    for spec in state.tasks:
+        for up in (*spec.requires, *spec.after):
+            if up not in specs:
+                raise ValueError(f"task {spec.name!r} depends on unknown task {up!r}")
+    latest: dict[str, Attempt] = {}
+    for a in state.attempts:
+        if a.task not in specs:
+            raise ValueError(f"attempt {a.id} belongs to unknown task {a.task!r}")
+        cur = latest.get(a.task)
+        if cur is None or (a.round, a.number, a.id) > (cur.round, cur.number, cur.id):
+            latest[a.task] = a
+    missing = [name for name in specs if name not in latest]
+    if missing:
+        raise ValueError(f"task(s) without an attempt: {', '.join(missing)}")
+    return specs, latest
+
+
+def _topological(tasks: Sequence[TaskSpec]) -> list[TaskSpec]:
+    """Tasks with every upstream before its downstreams; ties keep the given order."""
+    order: list[TaskSpec] = []
+    placed: set[str] = set()
+    rest = list(tasks)
+    while rest:
+        ready = [t for t in rest if placed.issuperset((*t.requires, *t.after))]
+        if not ready:
+            cycle = task_graph_cycle({t.name: (*t.requires, *t.after) for t in rest}) or []
+            raise ValueError("dependency cycle: " + " → ".join(cycle))
+        order += ready
+        placed.update(t.name for t in ready)
+        rest = [t for t in rest if t.name not in placed]
+    return order
+
+
+def _retry_coming(spec: TaskSpec, status: AttemptStatus, number: int) -> bool:
+    """Whether an attempt that ended so will be followed by another one in its round."""
+    if status == AttemptStatus.TIMED_OUT and not spec.retry_on_timeout:
+        return False
+    return status in (AttemptStatus.FAILED, AttemptStatus.TIMED_OUT) and (
+        number < spec.max_attempts
+    )
+
+
+def _outcome(spec: TaskSpec, status: AttemptStatus, number: int) -> str:
+    """The task's outcome for downstreams, given its latest attempt's status and number."""
+    if status == AttemptStatus.SUCCEEDED:
+        return _SUCCEEDED
+    if status in (AttemptStatus.SKIPPED, AttemptStatus.KILLED):
+        return _FAILED
+    if status in (AttemptStatus.FAILED, AttemptStatus.TIMED_OUT):
+        return _PENDING if _retry_coming(spec, status, number) else _FAILED
+    return _PENDING
+
+
+def _upstreams_met(spec: TaskSpec, outcome: Mapping[str, str]) -> bool:
+    """Required upstreams all succeeded and optional ones all reached a final outcome."""
+    return all(outcome[u] == _SUCCEEDED for u in spec.requires) and all(
+        outcome[u] != _PENDING for u in spec.after
+    )
+
+
+def _deadline(spec: TaskSpec, a: Attempt) -> datetime | None:
+    """When a running attempt exceeds its time limit, counted from RUNNING."""
+    if spec.time_limit_s is None or a.started_at is None:
+        return None
+    return a.started_at + timedelta(seconds=spec.time_limit_s)
+
+
+def _schedule_retry(run_id: int, spec: TaskSpec, failed: Attempt, now: datetime) -> ScheduleRetry:
+    """The next attempt after ``failed``, delayed by the task's backoff."""
+    # repr() of the tuple keeps fields apart even if a task name contains a separator.
+    seed = repr((run_id, failed.task, failed.round, failed.number))
+    delay = spec.backoff.delay(failed.number, seed)
+    when = (failed.finished_at or now) + timedelta(seconds=delay)
+    number = failed.number + 1
+    reason = f"retry {number} of {spec.max_attempts} at {_clock(when)}"
+    return ScheduleRetry(failed.task, failed.round, number, when, reason)
+
+
+def _finish(tasks: Sequence[TaskSpec], status: Mapping[str, AttemptStatus]) -> FinishRun:
+    """The run's end once every task's outcome is final."""
+    failed = [t.name for t in tasks if status[t.name] in _UPSTREAM_FAILED]
+    if not failed:
+        return FinishRun(RunStatus.SUCCEEDED, "all tasks succeeded")
+    broken = [n for n in failed if status[n] != AttemptStatus.SKIPPED]
+    skipped = [n for n in failed if status[n] == AttemptStatus.SKIPPED]
+    parts = [f"failed: {', '.join(broken)}"] if broken else []
+    parts += [f"skipped: {', '.join(skipped)}"] if skipped else []
+    return FinishRun(RunStatus.FAILED, "; ".join(parts))
+
+
+def _clock(t: datetime) -> str:
+    """HH:MM:SS UTC; naive datetimes are taken to be UTC already."""
+    if t.tzinfo is not None:
+        t = t.astimezone(UTC)
+    return t.strftime("%H:%M:%S UTC")
+
+
+# ---- how an attempt ended ----
+
+
+def attempt_outcome(
+    spec: TaskSpec,
+    exit_code: int | None,
+    reported_success: bool | None,
+    terminated_as: AttemptStatus | None,
+) -> tuple[AttemptStatus, str]:
+    """Map how an attempt ended to its final status and a human reason."""
+    if terminated_as is not None:
+        # We asked it to stop, so its exit code (usually a signal) says nothing new.
+        if terminated_as == AttemptStatus.TIMED_OUT:
+            limit = f" of {spec.time_limit_s:g}s" if spec.time_limit_s is not None else ""
+            return AttemptStatus.TIMED_OUT, f"time limit{limit} exceeded"
+        if terminated_as == AttemptStatus.KILLED:
+            return AttemptStatus.KILLED, "killed"
+        raise ValueError(f"terminated_as must be TIMED_OUT or KILLED, not {terminated_as!r}")
+    if exit_code is None:
+        return AttemptStatus.FAILED, "no exit code"
+    if exit_code < 0:
+        try:
+            name = f" ({signal.Signals(-exit_code).name})"
+        except ValueError:
+            name = ""
+        return AttemptStatus.FAILED, f"killed by signal {-exit_code}{name}"
+    if exit_code > 0:
+        return AttemptStatus.FAILED, f"exit code {exit_code}"
+    if reported_success is False:
+        return AttemptStatus.FAILED, "exited 0 but reported failure"
+    if spec.require_explicit_success and reported_success is not True:
+        return AttemptStatus.FAILED, "exited 0 without reporting success"
+    return AttemptStatus.SUCCEEDED, "succeeded"
+
+
+# ---- what the UI shows ----
+
+
+def waiting_reasons(state: RunState, now: datetime) -> dict[str, str]:
+    """One short sentence per task whose latest attempt is not final, saying what it waits for."""
+    if state.status == RunStatus.QUEUED:  # attempts may not exist yet
+        return {t.name: "queued: the run has not started" for t in state.tasks}
+    specs, latest = _index(state)
+    outcome = {n: _outcome(specs[n], a.status, a.number) for n, a in latest.items()}
+    status = {n: a.status for n, a in latest.items()}
+    reasons: dict[str, str] = {}
+    for spec in state.tasks:
+        a = latest[spec.name]
+        if a.status in FINAL_ATTEMPT:
+            continue
+        if a.status in ACTIVE_ATTEMPT and a.terminate_requested:
+            reason = a.terminate_reason
+            reasons[spec.name] = f"stopping: {reason}" if reason else "stopping"
+        elif a.status in PENDING_ATTEMPT and state.kill_requested:
+            reasons[spec.name] = "cancelling: run killed"
+        elif a.status == AttemptStatus.WAITING:
+            reasons[spec.name] = _waiting_reason(spec, a, outcome, status, now)
+        elif a.status == AttemptStatus.RUNNING:
+            deadline = _deadline(spec, a)
+            limit = f" (time limit {_clock(deadline)})" if deadline is not None else ""
+            reasons[spec.name] = "running" + limit
+        else:
+            reasons[spec.name] = {
+                AttemptStatus.READY: "ready: waiting for a worker",
+                AttemptStatus.SUBMITTING: "submitting",
+                AttemptStatus.SUBMITTED: "submitted: waiting to start",
+            }[a.status]
+    return reasons
+
+
+def _waiting_reason(
+    spec: TaskSpec,
+    a: Attempt,
+    outcome: Mapping[str, str],
+    status: Mapping[str, AttemptStatus],
+    now: datetime,
+) -> str:
+    """Why a WAITING attempt is not READY yet."""
+    failed = next((u for u in spec.requires if outcome[u] == _FAILED), None)
+    if failed is not None:
+        return f"skipping: required upstream {failed!r} {_UPSTREAM_FAILED[status[failed]]}"
+    unmet = [u for u in spec.requires if outcome[u] != _SUCCEEDED]
+    unmet += [u for u in spec.after if outcome[u] == _PENDING and u not in unmet]
+    if unmet:
+        return f"waiting for {', '.join(unmet)}"
+    if a.not_before is not None and a.not_before > now:
+        if a.number > 1:
+            return f"retry {a.number} of {spec.max_attempts} at {_clock(a.not_before)}"
+        return f"waiting until {_clock(a.not_before)}"
+    return "ready: waiting for a worker"
+
+
+# ---- "retry failed tasks" ----
+
+
+def rerun_tasks(state: RunState) -> list[str]:
+    """Tasks to run again: those not SUCCEEDED plus everything downstream of them."""
+    _, latest = _index(state)
+    downstream: dict[str, list[str]] = {t.name: [] for t in state.tasks}
+    for t in state.tasks:
+        for up in (*t.requires, *t.after):
+            downstream[up].append(t.name)
+    chosen = {n for n, a in latest.items() if a.status != AttemptStatus.SUCCEEDED}
+    todo = list(chosen)
+    while todo:
+        for down in downstream[todo.pop()]:
+            if down not in chosen:
+                chosen.add(down)
+                todo.append(down)
+    return [t.name for t in state.tasks if t.name in chosen]
+
+
+# ---- overlapping runs of one job ----
+
+
+class OverlapPolicy(StrEnum):
+    ALLOW = "allow"
+    SKIP = "skip"
+    QUEUE = "queue"
+    REPLACE = "replace"
+
+
+@dataclass(frozen=True)
+class OverlapDecision:
+    start: RunStatus  # RUNNING, QUEUED or SKIPPED
+    replace: tuple[int, ...]  # active runs to kill first (REPLACE only)
+    reason: str
+
+
+def decide_overlap(policy: OverlapPolicy, active_run_ids: Sequence[int]) -> OverlapDecision:
+    """How a new run of a job starts, given the job's queued or running runs."""
+    policy = OverlapPolicy(policy)  # also accepts the stored string; rejects unknown ones
+    ids = tuple(sorted(set(active_run_ids)))
+    if not ids:
+        return OverlapDecision(RunStatus.RUNNING, (), "no other run is active")
+    runs = f"run {ids[0]}" if len(ids) == 1 else "runs " + ", ".join(map(str, ids))
+    match policy:
+        case OverlapPolicy.ALLOW:
+            return OverlapDecision(RunStatus.RUNNING, (), f"allowed alongside {runs}")
+        case OverlapPolicy.SKIP:
+            verb = "is" if len(ids) == 1 else "are"
+            return OverlapDecision(RunStatus.SKIPPED, (), f"skipped: {runs} {verb} still active")
+        case OverlapPolicy.QUEUE:
+            return OverlapDecision(RunStatus.QUEUED, (), f"queued behind {runs}")
+        case OverlapPolicy.REPLACE:
+            return OverlapDecision(RunStatus.RUNNING, ids, f"replaces {runs}")
+
+
+# ---- the admin's cycle check ----
+
+
+def task_graph_cycle(edges: Mapping[str, Iterable[str]]) -> list[str] | None:
+    """One cycle as a closed path (["a", "b", "a"]) following ``edges``, or None if acyclic."""
+    graph = {node: sorted(set(targets)) for node, targets in edges.items()}
+    done: set[str] = set()
+    for root in sorted(graph):
+        if root in done:
+            continue
+        # Iterative depth-first search: ``path`` is the current chain, ``stack`` its
+        # unexplored edges, so a target already on ``path`` closes a cycle.
+        path, stack = [root], [iter(graph[root])]
+        while stack:
+            target = next(stack[-1], None)
+            if target is None:
+                done.add(path.pop())
+                stack.pop()
+            elif target in path:
+                return [*path[path.index(target) :], target]
+            elif target not in done:
+                path.append(target)
+                stack.append(iter(graph.get(target, ())))
+    return None

@@ -1,0 +1,86 @@
+"""`make run`: migrate, create a login and the demo, then run web + worker + beat together."""
+
+from __future__ import annotations
+
+import secrets
+import signal
+import subprocess
+import sys
+import time
+
+from django.conf import settings
+from django.core.management import call_command
+from django.core.management.base import BaseCommand
+
+from jobs.models import User
+
+ADMIN = "admin"
+
+
+class Command(BaseCommand):
+    help = "Run Sundial in one terminal: web, Celery worker and beat. Ctrl-C stops all three."
+
+    def add_arguments(self, parser):
+        parser.add_argument("--addr", default="127.0.0.1:8000", help="where the web server listens")
+        parser.add_argument("--no-demo", action="store_true", help="do not create the demo process")
+
+    def handle(self, *args, addr: str, no_demo: bool, **options):
+        for folder in (settings.VAR_DIR, settings.SUNDIAL_LOG_DIR):
+            folder.mkdir(parents=True, exist_ok=True)
+        if settings.CELERY_BROKER_URL == "filesystem://":
+            (settings.VAR_DIR / "broker" / "processed").mkdir(parents=True, exist_ok=True)
+        call_command("migrate", interactive=False, verbosity=0)
+        self._ensure_login()
+        if not no_demo:
+            call_command("load_demo")
+        self._run_all(addr)
+
+    def _ensure_login(self) -> None:
+        if User.objects.filter(username=ADMIN).exists():
+            self.stdout.write(
+                f"log in as {ADMIN!r} (its password was printed when it was created; "
+                f"reset it with: .venv/bin/python manage.py changepassword {ADMIN})"
+            )
+            return
+        password = secrets.token_urlsafe(12)
+        User.objects.create_superuser(ADMIN, "", password)
+        self.stdout.write(self.style.SUCCESS(f"created login {ADMIN!r} with password {password!r}"))
+        self.stdout.write("(shown once: note it down)")
+
+    def _run_all(self, addr: str) -> None:
+        python = sys.executable
+        celery = [python, "-m", "celery", "-A", "sundial_site"]
+        commands = {
+            "web": [python, "manage.py", "runserver", addr, "--noreload", "--insecure"],
+            # Threads, not prefork: orchestration waits on the database, AWS and child
+            # processes, and one process keeps every local task under one supervisor.
+            "worker": [*celery, "worker", "--pool", "threads", "--concurrency", "8", "-l", "info"],
+            "beat": [*celery, "beat", "-l", "info", "--scheduler", settings.CELERY_BEAT_SCHEDULER],
+        }
+        children = {name: subprocess.Popen(cmd, cwd=settings.BASE_DIR) for name, cmd in commands.items()}
+        self.stdout.write(self.style.SUCCESS(f"Sundial is running: http://{addr}/  (Ctrl-C stops it)"))
+        stopping = False
+
+        def stop(signum, frame):
+            nonlocal stopping
+            stopping = True
+
+        signal.signal(signal.SIGINT, stop)
+        signal.signal(signal.SIGTERM, stop)
+        try:
+            while not stopping:
+                for name, child in children.items():
+                    if child.poll() is not None:
+                        self.stderr.write(f"{name} stopped with exit code {child.returncode}; stopping all")
+                        stopping = True
+                time.sleep(0.5)
+        finally:
+            for child in children.values():
+                if child.poll() is None:
+                    child.terminate()
+            deadline = time.monotonic() + 15
+            for child in children.values():
+                try:
+                    child.wait(timeout=max(0.1, deadline - time.monotonic()))
+                except subprocess.TimeoutExpired:
+                    child.kill()

@@ -1,0 +1,263 @@
+"""The domain's tables: definitions (edited in the admin) and runs (written by the engine's shell)."""
+
+from __future__ import annotations
+
+import secrets
+
+from django.conf import settings
+from django.contrib.auth.models import AbstractUser
+from django.core.validators import MinValueValidator
+from django.db import models
+from django.db.models import Q
+
+from jobs.engine import AttemptStatus, OverlapPolicy, RunStatus
+from jobs.schedule import CatchUp
+
+
+class User(AbstractUser):
+    """Custom from the first migration: SSO identity, roles and API tokens hang off it later."""
+
+
+class ScheduleKind(models.TextChoices):
+    NONE = "none", "Manual / API only"
+    CRON = "cron", "Cron"
+    CONTINUOUS = "continuous", "Continuous"
+
+
+class ExecutorKind(models.TextChoices):
+    LOCAL = "local", "Local subprocess"
+    BATCH = "batch", "AWS Batch"
+    ECS = "ecs", "AWS ECS"
+
+
+class ProcessDefinition(models.Model):
+    name = models.SlugField(max_length=100, unique=True)
+    description = models.TextField(blank=True)
+    schedule_kind = models.CharField(
+        max_length=12, choices=ScheduleKind.choices, default=ScheduleKind.NONE
+    )
+    cron = models.CharField(
+        max_length=100, blank=True, help_text="Five fields: minute hour day month weekday."
+    )
+    timezone = models.CharField(max_length=64, default="UTC", help_text="IANA name, e.g. Europe/Berlin.")
+    min_gap_seconds = models.PositiveIntegerField(
+        default=60, help_text="Continuous schedules: pause between one run's end and the next start."
+    )
+    catch_up = models.CharField(
+        max_length=8,
+        choices=[(c.value, c.value) for c in CatchUp],
+        default=CatchUp.LATEST,
+        help_text="After downtime: run the latest missed time, none, or all within the window.",
+    )
+    catch_up_window_seconds = models.PositiveIntegerField(default=86400)
+    overlap = models.CharField(
+        max_length=8,
+        choices=[(p.value, p.value) for p in OverlapPolicy],
+        default=OverlapPolicy.SKIP,
+        help_text="When a run is triggered while another is active: allow, skip, queue or replace.",
+    )
+    next_fire_at = models.DateTimeField(null=True, blank=True, editable=False, db_index=True)
+    paused = models.BooleanField(default=False)
+    critical = models.BooleanField(default=False, help_text="Failures page PagerDuty.")
+    owner = models.CharField(max_length=100, blank=True, help_text="Team or person responsible.")
+    archived = models.BooleanField(
+        default=False, help_text="Archived processes never run; their history stays readable."
+    )
+    created_at = models.DateTimeField(auto_now_add=True)
+    updated_at = models.DateTimeField(auto_now=True)
+
+    class Meta:
+        ordering = ["name"]
+
+    def __str__(self) -> str:
+        return self.name
+
+
+class TaskDefinition(models.Model):
+    process = models.ForeignKey(ProcessDefinition, on_delete=models.CASCADE, related_name="tasks")
+    name = models.SlugField(max_length=100)
+    executor = models.CharField(max_length=8, choices=ExecutorKind.choices, default=ExecutorKind.LOCAL)
+    config = models.JSONField(default=dict, help_text="Executor settings, checked against its schema.")
+    max_attempts = models.PositiveIntegerField(default=1, validators=[MinValueValidator(1)])
+    retry_initial_delay_s = models.FloatField(default=10, validators=[MinValueValidator(0)])
+    retry_multiplier = models.FloatField(
+        default=2, validators=[MinValueValidator(1)], help_text="1 = fixed delay; 2 = doubling."
+    )
+    retry_max_delay_s = models.FloatField(default=600, validators=[MinValueValidator(0)])
+    retry_jitter = models.FloatField(
+        default=0.1, validators=[MinValueValidator(0)], help_text="Fraction of the delay, 0 to 1."
+    )
+    time_limit_s = models.PositiveIntegerField(
+        null=True, blank=True, help_text="Counted from RUNNING. Empty: no limit."
+    )
+    retry_on_timeout = models.BooleanField(default=True)
+    require_explicit_success = models.BooleanField(
+        default=False, help_text="Exit 0 counts only if the task reported success through the API."
+    )
+
+    class Meta:
+        ordering = ["process", "id"]
+        constraints = [
+            models.UniqueConstraint(fields=["process", "name"], name="task_name_unique_in_process"),
+            models.CheckConstraint(condition=Q(max_attempts__gte=1), name="task_max_attempts_gte_1"),
+        ]
+
+    def __str__(self) -> str:
+        return f"{self.process.name}.{self.name}"
+
+
+class TaskDependency(models.Model):
+    """An edge: ``task`` runs after ``upstream``. Required: upstream must succeed."""
+
+    task = models.ForeignKey(TaskDefinition, on_delete=models.CASCADE, related_name="upstream_edges")
+    upstream = models.ForeignKey(
+        TaskDefinition, on_delete=models.CASCADE, related_name="downstream_edges"
+    )
+    required = models.BooleanField(default=True)
+
+    class Meta:
+        constraints = [
+            models.UniqueConstraint(fields=["task", "upstream"], name="dependency_unique"),
+            models.CheckConstraint(condition=~Q(task=models.F("upstream")), name="dependency_no_self"),
+        ]
+
+    def __str__(self) -> str:
+        arrow = "requires" if self.required else "runs after"
+        return f"{self.task.name} {arrow} {self.upstream.name}"
+
+
+class Trigger(models.TextChoices):
+    SCHEDULE = "schedule"
+    MANUAL = "manual"
+    API = "api"
+    RETRY = "retry"
+
+
+class ProcessRun(models.Model):
+    definition = models.ForeignKey(ProcessDefinition, on_delete=models.PROTECT, related_name="runs")
+    # The definition and its tasks as they were at trigger time: editing a definition
+    # never changes a run in flight (see jobs/snapshot.py for the format).
+    snapshot = models.JSONField()
+    trigger = models.CharField(max_length=10, choices=Trigger.choices)
+    triggered_by = models.ForeignKey(
+        settings.AUTH_USER_MODEL, null=True, blank=True, on_delete=models.SET_NULL, related_name="+"
+    )
+    scheduled_for = models.DateTimeField(null=True, blank=True)
+    parameters = models.JSONField(default=dict, blank=True)
+    status = models.CharField(
+        max_length=10, choices=[(s.value, s.value) for s in RunStatus], db_index=True
+    )
+    reason = models.TextField(blank=True)
+    kill_requested_at = models.DateTimeField(null=True, blank=True)
+    kill_requested_by = models.ForeignKey(
+        settings.AUTH_USER_MODEL, null=True, blank=True, on_delete=models.SET_NULL, related_name="+"
+    )
+    # When the clock alone next changes this run (a retry falls due, a time limit expires);
+    # the sweep advances runs whose wake_at has passed.
+    wake_at = models.DateTimeField(null=True, blank=True, db_index=True)
+    created_at = models.DateTimeField(auto_now_add=True)
+    started_at = models.DateTimeField(null=True, blank=True)
+    finished_at = models.DateTimeField(null=True, blank=True)
+
+    class Meta:
+        ordering = ["-id"]
+        constraints = [
+            # A cron tick can start at most one run, however many ticks or beats there are.
+            models.UniqueConstraint(
+                fields=["definition", "scheduled_for"], name="run_unique_scheduled_for"
+            ),
+        ]
+        indexes = [models.Index(fields=["definition", "status"])]
+
+    def __str__(self) -> str:
+        return f"{self.definition.name} #{self.pk}"
+
+
+def new_token() -> str:
+    return secrets.token_urlsafe(32)
+
+
+class TaskRun(models.Model):
+    """One attempt of one task in one run."""
+
+    run = models.ForeignKey(ProcessRun, on_delete=models.CASCADE, related_name="task_runs")
+    task_name = models.CharField(max_length=100)
+    round = models.PositiveIntegerField(default=1)
+    attempt = models.PositiveIntegerField(default=1)
+    executor = models.CharField(max_length=8, choices=ExecutorKind.choices)
+    status = models.CharField(
+        max_length=12, choices=[(s.value, s.value) for s in AttemptStatus], db_index=True
+    )
+    not_before = models.DateTimeField(null=True, blank=True)
+    external_id = models.CharField(max_length=512, blank=True)
+    log_ref = models.CharField(max_length=1024, blank=True)
+    exit_code = models.IntegerField(null=True, blank=True)
+    reason = models.TextField(blank=True)
+    reported_success = models.BooleanField(null=True, blank=True)
+    terminate_requested_at = models.DateTimeField(null=True, blank=True)
+    terminate_as = models.CharField(
+        max_length=12, blank=True, help_text="The status an attempt being stopped ends with."
+    )
+    token = models.CharField(max_length=64, default=new_token, editable=False)
+    created_at = models.DateTimeField(auto_now_add=True)
+    submitting_at = models.DateTimeField(null=True, blank=True)
+    submitted_at = models.DateTimeField(null=True, blank=True)
+    started_at = models.DateTimeField(null=True, blank=True)
+    finished_at = models.DateTimeField(null=True, blank=True)
+    heartbeat_at = models.DateTimeField(null=True, blank=True)
+
+    class Meta:
+        ordering = ["run", "id"]
+        constraints = [
+            models.UniqueConstraint(
+                fields=["run", "task_name", "round", "attempt"], name="taskrun_unique_attempt"
+            ),
+        ]
+
+    def __str__(self) -> str:
+        return f"{self.task_name} #{self.attempt} ({self.status})"
+
+    @property
+    def idempotency_key(self) -> str:
+        """Names the attempt at the executor: a retried submit finds the job, never starts two."""
+        return f"sundial-{self.run_id}-{self.pk}-{self.task_name}-{self.round}-{self.attempt}"
+
+
+class TaskEvent(models.Model):
+    """Append-only trail of what happened to a run and its attempts, and who did it."""
+
+    run = models.ForeignKey(ProcessRun, on_delete=models.CASCADE, related_name="events")
+    task_run = models.ForeignKey(
+        TaskRun, null=True, blank=True, on_delete=models.CASCADE, related_name="events"
+    )
+    at = models.DateTimeField(auto_now_add=True)
+    kind = models.CharField(max_length=32)
+    message = models.TextField()
+    actor = models.ForeignKey(
+        settings.AUTH_USER_MODEL, null=True, blank=True, on_delete=models.SET_NULL, related_name="+"
+    )
+
+    class Meta:
+        ordering = ["id"]
+
+    def __str__(self) -> str:
+        return f"{self.kind}: {self.message}"
+
+
+class TaskMetadata(models.Model):
+    """A key/value pair a task reported; numeric values also become metrics."""
+
+    task_run = models.ForeignKey(TaskRun, on_delete=models.CASCADE, related_name="metadata")
+    key = models.CharField(max_length=200)
+    value = models.JSONField()
+    numeric_value = models.FloatField(null=True, blank=True)
+    reported_at = models.DateTimeField(auto_now=True)
+
+    class Meta:
+        ordering = ["key"]
+        constraints = [
+            models.UniqueConstraint(fields=["task_run", "key"], name="metadata_unique_key"),
+        ]
+
+    def __str__(self) -> str:
+        return f"{self.key}={self.value}"

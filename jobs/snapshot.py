@@ -1,0 +1,94 @@
+"""The frozen copy of a definition that a run carries, and its translation into engine values.
+
+A run reads its tasks only from its snapshot, so editing or archiving a definition never
+changes a run in flight.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterable
+from typing import Any
+
+from jobs.engine import Attempt, AttemptStatus, Backoff, RunState, RunStatus, TaskSpec
+from jobs.models import ProcessDefinition, ProcessRun, TaskRun
+
+SNAPSHOT_VERSION = 1
+
+
+def take_snapshot(definition: ProcessDefinition) -> dict[str, Any]:
+    """A JSON-ready copy of the definition and its tasks, edges included."""
+    tasks = list(definition.tasks.prefetch_related("upstream_edges__upstream"))
+    return {
+        "version": SNAPSHOT_VERSION,
+        "process": {
+            "name": definition.name,
+            "overlap": definition.overlap,
+            "critical": definition.critical,
+        },
+        "tasks": [
+            {
+                "name": task.name,
+                "executor": task.executor,
+                "config": task.config,
+                "max_attempts": task.max_attempts,
+                "backoff": {
+                    "initial_delay_s": task.retry_initial_delay_s,
+                    "multiplier": task.retry_multiplier,
+                    "max_delay_s": task.retry_max_delay_s,
+                    "jitter": task.retry_jitter,
+                },
+                "time_limit_s": task.time_limit_s,
+                "retry_on_timeout": task.retry_on_timeout,
+                "require_explicit_success": task.require_explicit_success,
+                "requires": sorted(e.upstream.name for e in task.upstream_edges.all() if e.required),
+                "after": sorted(e.upstream.name for e in task.upstream_edges.all() if not e.required),
+            }
+            for task in tasks
+        ],
+    }
+
+
+def task_entry(snapshot: dict[str, Any], name: str) -> dict[str, Any]:
+    """One task's frozen definition; KeyError if the run has no such task."""
+    for entry in snapshot["tasks"]:
+        if entry["name"] == name:
+            return entry
+    raise KeyError(f"run snapshot has no task {name!r}")
+
+
+def task_spec(entry: dict[str, Any]) -> TaskSpec:
+    return TaskSpec(
+        name=entry["name"],
+        requires=tuple(entry["requires"]),
+        after=tuple(entry["after"]),
+        max_attempts=entry["max_attempts"],
+        backoff=Backoff(**entry["backoff"]),
+        time_limit_s=entry["time_limit_s"],
+        retry_on_timeout=entry["retry_on_timeout"],
+        require_explicit_success=entry["require_explicit_success"],
+    )
+
+
+def to_attempt(task_run: TaskRun) -> Attempt:
+    return Attempt(
+        id=task_run.pk,
+        task=task_run.task_name,
+        round=task_run.round,
+        number=task_run.attempt,
+        status=AttemptStatus(task_run.status),
+        not_before=task_run.not_before,
+        started_at=task_run.started_at,
+        finished_at=task_run.finished_at,
+        terminate_requested=task_run.terminate_requested_at is not None,
+    )
+
+
+def run_state(run: ProcessRun, task_runs: Iterable[TaskRun]) -> RunState:
+    """The engine's view of one run: its frozen tasks and every attempt so far."""
+    return RunState(
+        run_id=run.pk,
+        status=RunStatus(run.status),
+        tasks=tuple(task_spec(entry) for entry in run.snapshot["tasks"]),
+        attempts=tuple(to_attempt(tr) for tr in task_runs),
+        kill_requested=run.kill_requested_at is not None,
+    )

@@ -1,0 +1,124 @@
+"""Handing attempts to executors: claim, submit once, record; and recovery when that breaks."""
+
+from __future__ import annotations
+
+import json
+import logging
+from datetime import timedelta
+
+from django.conf import settings
+from django.db.models import Q
+from django.utils import timezone
+
+from executors.base import ExecutorError, Launch
+from executors.config import ConfigError, validate_config
+from jobs import orchestrator
+from jobs.engine import ACTIVE_ATTEMPT, AttemptStatus
+from jobs.executors import executor_for
+from jobs.models import TaskRun
+from jobs.snapshot import task_entry
+
+log = logging.getLogger(__name__)
+
+
+class SubmitLater(Exception):
+    """The executor failed for now (throttling, network); the attempt is READY again."""
+
+
+def task_environment(task_run: TaskRun) -> dict[str, str]:
+    """What every task finds in its environment, whatever executor runs it."""
+    return {
+        "SUNDIAL_RUN_ID": str(task_run.run_id),
+        "SUNDIAL_TASK_RUN_ID": str(task_run.pk),
+        "SUNDIAL_ATTEMPT": str(task_run.attempt),
+        "SUNDIAL_TASK": task_run.task_name,
+        "SUNDIAL_PROCESS": task_run.run.snapshot["process"]["name"],
+        "SUNDIAL_PARAMETERS": json.dumps(task_run.run.parameters),
+        "SUNDIAL_API_URL": settings.SUNDIAL_API_URL,
+        "SUNDIAL_TOKEN": task_run.token,
+    }
+
+
+def submit_task_run(task_run_id: int) -> bool:
+    """Claim a READY attempt and start it on its executor; False if it was not ours to take."""
+    now = timezone.now()
+    claimed = (
+        TaskRun.objects.filter(pk=task_run_id, status=AttemptStatus.READY)
+        .filter(Q(not_before__isnull=True) | Q(not_before__lte=now))
+        .update(status=AttemptStatus.SUBMITTING, submitting_at=now)
+    )
+    if not claimed:
+        return False
+    task_run = TaskRun.objects.select_related("run").get(pk=task_run_id)
+    entry = task_entry(task_run.run.snapshot, task_run.task_name)
+    try:
+        executor = executor_for(task_run.executor)
+        # Checked again here: a definition saved outside the admin was never validated.
+        config = validate_config(task_run.executor, entry["config"])
+        submission = executor.submit(
+            Launch(
+                task_run_id=task_run.pk,
+                idempotency_key=task_run.idempotency_key,
+                config=config,
+                env=task_environment(task_run),
+            )
+        )
+    except ConfigError as exc:
+        orchestrator.record_outcomes([(task_run.pk, None, f"invalid executor config: {exc}")])
+        return True
+    except ExecutorError as exc:
+        if exc.permanent:
+            orchestrator.record_outcomes([(task_run.pk, None, f"could not start: {exc.message}")])
+            return True
+        TaskRun.objects.filter(pk=task_run.pk, status=AttemptStatus.SUBMITTING).update(
+            status=AttemptStatus.READY
+        )
+        raise SubmitLater(exc.message) from exc
+    _after_submit(task_run, executor.runs_on_submit, submission.external_id, submission.log_ref)
+    return True
+
+
+def _after_submit(task_run: TaskRun, running: bool, external_id: str, log_ref: str) -> None:
+    orchestrator.record_submission(task_run.pk, external_id, log_ref, running=running)
+    # A kill may have been asked while the executor call was in flight.
+    if TaskRun.objects.filter(pk=task_run.pk, terminate_requested_at__isnull=False).exists():
+        terminate_task_run(task_run.pk)
+    elif running and task_entry(task_run.run.snapshot, task_run.task_name)["time_limit_s"]:
+        orchestrator.advance_run(task_run.run_id)  # the engine sets the run's wake-up time
+
+
+def terminate_task_run(task_run_id: int) -> None:
+    """Ask the executor to stop an attempt whose termination the engine decided."""
+    task_run = TaskRun.objects.filter(
+        pk=task_run_id, status__in=list(ACTIVE_ATTEMPT), terminate_requested_at__isnull=False
+    ).first()
+    if task_run is None or not task_run.external_id:
+        return  # finished already, or still submitting (the submitter checks again)
+    try:
+        executor_for(task_run.executor).terminate(task_run.external_id, task_run.reason)
+    except ExecutorError as exc:
+        # E.g. a local process on another host: its owner sees the request on its next tick.
+        log.info("terminate %s deferred: %s", task_run.external_id, exc.message)
+
+
+def recover_stuck_submissions() -> int:
+    """Attempts left in SUBMITTING by a dead worker: adopt the job if it started, else fail it."""
+    cutoff = timezone.now() - timedelta(seconds=settings.SUNDIAL_SUBMIT_STUCK_AFTER_S)
+    recovered = 0
+    for task_run in TaskRun.objects.select_related("run").filter(
+        status=AttemptStatus.SUBMITTING, submitting_at__lt=cutoff
+    ):
+        try:
+            executor = executor_for(task_run.executor)
+            found = executor.find(task_run.idempotency_key)
+        except ExecutorError as exc:
+            log.warning("cannot look up %s: %s", task_run.idempotency_key, exc.message)
+            continue
+        if found is not None:
+            _after_submit(task_run, executor.runs_on_submit, found.external_id, found.log_ref)
+        else:
+            orchestrator.record_outcomes(
+                [(task_run.pk, None, "lost while submitting (the worker stopped); never started")]
+            )
+        recovered += 1
+    return recovered

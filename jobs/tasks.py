@@ -1,0 +1,56 @@
+"""Celery tasks: thin, idempotent wrappers over the orchestrator and its safety nets."""
+
+from __future__ import annotations
+
+from celery import shared_task
+
+from jobs import cron, orchestrator, submission, supervision
+
+# Tasks are acknowledged after they run (CELERY_TASK_ACKS_LATE), so a worker killed
+# mid-task leaves its message to be redelivered; every task below tolerates repeats.
+
+
+@shared_task(name="jobs.tasks.schedule_tick")
+def schedule_tick() -> int:
+    return cron.schedule_tick()
+
+
+@shared_task(name="jobs.tasks.advance_run")
+def advance_run(run_id: int) -> None:
+    orchestrator.advance_run(run_id)
+
+
+@shared_task(name="jobs.tasks.start_queued_run")
+def start_queued_run(definition_id: int) -> None:
+    orchestrator.start_queued_run(definition_id)
+
+
+@shared_task(
+    name="jobs.tasks.submit_task_run",
+    autoretry_for=(submission.SubmitLater,),
+    retry_backoff=2,
+    retry_backoff_max=120,
+    max_retries=None,
+)
+def submit_task_run(task_run_id: int) -> bool:
+    return submission.submit_task_run(task_run_id)
+
+
+@shared_task(name="jobs.tasks.terminate_task_run")
+def terminate_task_run(task_run_id: int) -> None:
+    submission.terminate_task_run(task_run_id)
+
+
+@shared_task(name="jobs.tasks.poll_running")
+def poll_running() -> int:
+    return supervision.poll_running()
+
+
+@shared_task(name="jobs.tasks.sweep")
+def sweep() -> int:
+    return supervision.sweep()
+
+
+@shared_task(name="jobs.tasks.reconcile")
+def reconcile() -> int:
+    return supervision.reconcile()

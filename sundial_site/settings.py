@@ -1,0 +1,155 @@
+"""Django settings, all read from the environment (each variable is listed in README.md).
+
+With no variables set, Sundial runs on its embedded default: SQLite in ``var/`` and a
+file-system broker that needs no server.
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import dj_database_url
+from django.core.exceptions import ImproperlyConfigured
+
+from sundial_site.env import env_bool, env_float, env_int, env_list, env_str
+
+BASE_DIR = Path(__file__).resolve().parent.parent
+VAR_DIR = Path(env_str("SUNDIAL_VAR_DIR", str(BASE_DIR / "var")))
+
+DEBUG = env_bool("DEBUG", False)
+SECRET_KEY = env_str("SECRET_KEY")
+if not SECRET_KEY:
+    if not DEBUG and env_bool("SUNDIAL_REQUIRE_SECRET_KEY", False):
+        raise ImproperlyConfigured("SECRET_KEY is not set")
+    # The embedded default must start with no configuration at all; production sets
+    # SUNDIAL_REQUIRE_SECRET_KEY=1 (see README) so a missing key stops start-up.
+    SECRET_KEY = "insecure-embedded-default-key-set-SECRET_KEY-in-production"
+ALLOWED_HOSTS = env_list("ALLOWED_HOSTS", ["localhost", "127.0.0.1", "[::1]"])
+CSRF_TRUSTED_ORIGINS = env_list("CSRF_TRUSTED_ORIGINS", [])
+
+INSTALLED_APPS = [
+    "django.contrib.admin",
+    "django.contrib.auth",
+    "django.contrib.contenttypes",
+    "django.contrib.sessions",
+    "django.contrib.messages",
+    "django.contrib.staticfiles",
+    "django_celery_beat",
+    "django_htmx",
+    "jobs",
+    "notifications",
+]
+
+MIDDLEWARE = [
+    "django.middleware.security.SecurityMiddleware",
+    "django.contrib.sessions.middleware.SessionMiddleware",
+    "django.middleware.common.CommonMiddleware",
+    "django.middleware.csrf.CsrfViewMiddleware",
+    "django.contrib.auth.middleware.AuthenticationMiddleware",
+    "django.contrib.messages.middleware.MessageMiddleware",
+    "django.middleware.clickjacking.XFrameOptionsMiddleware",
+    "django_htmx.middleware.HtmxMiddleware",
+]
+
+ROOT_URLCONF = "sundial_site.urls"
+WSGI_APPLICATION = "sundial_site.wsgi.application"
+AUTH_USER_MODEL = "jobs.User"
+LOGIN_URL = "admin:login"
+
+TEMPLATES = [
+    {
+        "BACKEND": "django.template.backends.django.DjangoTemplates",
+        "DIRS": [BASE_DIR / "templates"],
+        "APP_DIRS": True,
+        "OPTIONS": {
+            "context_processors": [
+                "django.template.context_processors.request",
+                "django.contrib.auth.context_processors.auth",
+                "django.contrib.messages.context_processors.messages",
+            ],
+        },
+    },
+]
+
+# ---- database ----
+_SQLITE_URL = f"sqlite:///{VAR_DIR / 'sundial.sqlite3'}"
+try:
+    # Connections are reused across requests and Celery tasks: opening one costs more
+    # than a whole hand-off between two tasks (see README, "Where the time goes").
+    _db = dj_database_url.parse(
+        env_str("DATABASE_URL", _SQLITE_URL) or _SQLITE_URL,
+        conn_max_age=env_int("DATABASE_CONN_MAX_AGE", 600),
+        conn_health_checks=True,
+    )
+except ValueError as exc:
+    raise ImproperlyConfigured(f"DATABASE_URL is not a valid database URL: {exc}") from exc
+if _db["ENGINE"] == "django.db.backends.sqlite3":
+    # Web, worker and beat share one SQLite file: WAL lets readers run beside the one
+    # writer, and IMMEDIATE transactions take the write lock up front, so a writer waits
+    # (up to the timeout) instead of failing half-way with "database is locked".
+    _db["OPTIONS"] = {
+        "timeout": 30,
+        "transaction_mode": "IMMEDIATE",
+        "init_command": "PRAGMA journal_mode=WAL; PRAGMA synchronous=NORMAL;",
+    }
+DATABASES = {"default": _db}
+DEFAULT_AUTO_FIELD = "django.db.models.BigAutoField"
+
+# ---- Celery ----
+CELERY_BROKER_URL = env_str("CELERY_BROKER_URL", "filesystem://") or "filesystem://"
+if CELERY_BROKER_URL == "filesystem://":
+    _broker_dir = VAR_DIR / "broker"
+    CELERY_BROKER_TRANSPORT_OPTIONS = {
+        "data_folder_in": str(_broker_dir),
+        "data_folder_out": str(_broker_dir),
+        "processed_folder": str(_broker_dir / "processed"),
+        "store_processed": False,
+        "polling_interval": 0.1,
+    }
+else:
+    # Redis re-delivers an unacknowledged message after the visibility timeout; tasks are
+    # idempotent, so a repeat is harmless, but it must outlast the longest task.
+    CELERY_BROKER_TRANSPORT_OPTIONS = {"visibility_timeout": 3600}
+CELERY_TASK_ACKS_LATE = True
+CELERY_TASK_REJECT_ON_WORKER_LOST = True
+CELERY_WORKER_PREFETCH_MULTIPLIER = 1
+CELERY_TASK_IGNORE_RESULT = True
+CELERY_RESULT_BACKEND = None
+CELERY_BROKER_CONNECTION_RETRY_ON_STARTUP = True
+CELERY_BEAT_SCHEDULER = "django_celery_beat.schedulers:DatabaseScheduler"
+CELERY_TIMEZONE = "UTC"
+CELERY_TASK_ALWAYS_EAGER = False
+
+# ---- Sundial ----
+SUNDIAL_API_URL = env_str("SUNDIAL_API_URL", "http://127.0.0.1:8000") or ""
+SUNDIAL_LOG_DIR = Path(env_str("SUNDIAL_LOG_DIR", str(VAR_DIR / "logs")) or VAR_DIR / "logs")
+# A local process whose heartbeat is older than this is taken as lost (its worker died).
+SUNDIAL_HEARTBEAT_INTERVAL_S = env_float("SUNDIAL_HEARTBEAT_INTERVAL_S", 5.0, minimum=0.1)
+SUNDIAL_LOST_AFTER_S = env_float("SUNDIAL_LOST_AFTER_S", 60.0, minimum=1.0)
+# A submission stuck in "submitting" this long is recovered by the reconciler.
+SUNDIAL_SUBMIT_STUCK_AFTER_S = env_float("SUNDIAL_SUBMIT_STUCK_AFTER_S", 60.0, minimum=1.0)
+# A cron fire time counts as "on time" when the tick is at most this late.
+SUNDIAL_MISFIRE_GRACE_S = env_float("SUNDIAL_MISFIRE_GRACE_S", 60.0, minimum=1.0)
+
+if SUNDIAL_HEARTBEAT_INTERVAL_S * 3 > SUNDIAL_LOST_AFTER_S:
+    raise ImproperlyConfigured(
+        "SUNDIAL_LOST_AFTER_S must be at least three heartbeat intervals "
+        f"(3 x SUNDIAL_HEARTBEAT_INTERVAL_S = {SUNDIAL_HEARTBEAT_INTERVAL_S * 3:g}s)"
+    )
+
+# ---- the rest of Django ----
+LANGUAGE_CODE = "en-us"
+TIME_ZONE = env_str("TIME_ZONE", "UTC") or "UTC"
+USE_I18N = True
+USE_TZ = True
+STATIC_URL = "static/"
+STATIC_ROOT = VAR_DIR / "static"
+STATICFILES_DIRS = [BASE_DIR / "static"]
+
+LOGGING = {
+    "version": 1,
+    "disable_existing_loggers": False,
+    "formatters": {"plain": {"format": "%(asctime)s %(levelname)s %(name)s: %(message)s"}},
+    "handlers": {"console": {"class": "logging.StreamHandler", "formatter": "plain"}},
+    "root": {"handlers": ["console"], "level": env_str("LOG_LEVEL", "INFO") or "INFO"},
+}

@@ -1,0 +1,39 @@
+"""attempt_outcome: how an attempt ended, as a status and a reason."""
+
+import pytest
+
+from jobs.engine import AttemptStatus, attempt_outcome
+from tests.engine.helpers import S, task
+
+PLAIN = task("a", time_limit_s=30)
+EXPLICIT = task("a", require_explicit_success=True)
+
+
+@pytest.mark.parametrize(
+    ("spec", "exit_code", "reported", "terminated", "expected"),
+    [
+        (PLAIN, 0, None, None, (S.SUCCEEDED, "succeeded")),
+        (PLAIN, 0, True, None, (S.SUCCEEDED, "succeeded")),
+        (PLAIN, 0, False, None, (S.FAILED, "exited 0 but reported failure")),
+        (PLAIN, 3, None, None, (S.FAILED, "exit code 3")),
+        (PLAIN, 3, True, None, (S.FAILED, "exit code 3")),
+        (PLAIN, -9, None, None, (S.FAILED, "killed by signal 9 (SIGKILL)")),
+        (PLAIN, -15, None, None, (S.FAILED, "killed by signal 15 (SIGTERM)")),
+        (PLAIN, -200, None, None, (S.FAILED, "killed by signal 200")),
+        (PLAIN, None, True, None, (S.FAILED, "no exit code")),
+        (EXPLICIT, 0, True, None, (S.SUCCEEDED, "succeeded")),
+        (EXPLICIT, 0, None, None, (S.FAILED, "exited 0 without reporting success")),
+        (EXPLICIT, 0, False, None, (S.FAILED, "exited 0 but reported failure")),
+        # A termination we asked for wins over whatever the process said on its way out.
+        (PLAIN, 0, True, S.TIMED_OUT, (S.TIMED_OUT, "time limit of 30s exceeded")),
+        (PLAIN, -15, None, S.KILLED, (S.KILLED, "killed")),
+        (EXPLICIT, None, None, S.TIMED_OUT, (S.TIMED_OUT, "time limit exceeded")),
+    ],
+)
+def test_attempt_outcome(spec, exit_code, reported, terminated, expected):
+    assert attempt_outcome(spec, exit_code, reported, terminated) == expected
+
+
+def test_terminated_as_must_be_a_termination():
+    with pytest.raises(ValueError, match="TIMED_OUT or KILLED"):
+        attempt_outcome(PLAIN, 0, None, AttemptStatus.SUCCEEDED)

@@ -1,0 +1,41 @@
+"""Drive runs in tests the way a worker would, without a broker: submit what is ready, wait."""
+
+from __future__ import annotations
+
+import time
+
+from jobs.engine import FINAL_RUN, AttemptStatus
+from jobs.models import ProcessRun, TaskRun
+from jobs.submission import submit_task_run
+from jobs.supervision import advance_due_runs
+
+
+def wait_for(predicate, timeout: float = 15.0, interval: float = 0.02):
+    """Poll until predicate() is truthy; fail the test with a clear message on timeout."""
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        value = predicate()
+        if value:
+            return value
+        time.sleep(interval)
+    raise AssertionError(f"timed out after {timeout}s waiting for {predicate.__doc__ or predicate}")
+
+
+def drive(run: ProcessRun, timeout: float = 20.0) -> ProcessRun:
+    """Submit every due READY attempt and fire due wake-ups until the run is final."""
+
+    def finished():
+        """the run to finish"""
+        advance_due_runs()
+        for pk in TaskRun.objects.filter(run=run, status=AttemptStatus.READY).values_list("pk", flat=True):
+            submit_task_run(pk)
+        run.refresh_from_db()
+        return run.status in FINAL_RUN
+
+    wait_for(finished, timeout)
+    return run
+
+
+def attempts(run: ProcessRun) -> list[tuple[str, int, str]]:
+    """(task, attempt, status) of every attempt, in creation order."""
+    return list(run.task_runs.order_by("id").values_list("task_name", "attempt", "status"))

@@ -1,0 +1,161 @@
+"""The written DST policy (module docstring of jobs.schedule), on both transitions of two zones.
+
+Europe/Berlin: 2026-03-29 02:00 -> 03:00, 2026-10-25 03:00 -> 02:00.
+America/New_York: 2026-03-08 02:00 -> 03:00, 2026-11-01 02:00 -> 01:00.
+"""
+
+from datetime import UTC, date, datetime, time, timedelta
+from zoneinfo import ZoneInfo
+
+import pytest
+
+from jobs.schedule import next_fire_after, next_fire_times
+
+HOUR = timedelta(hours=1)
+
+# (zone, transition day, "spring"/"autumn", the local hour that is skipped or repeated)
+TRANSITIONS = [
+    ("Europe/Berlin", date(2026, 3, 29), "spring", 2),
+    ("Europe/Berlin", date(2026, 10, 25), "autumn", 2),
+    ("America/New_York", date(2026, 3, 8), "spring", 2),
+    ("America/New_York", date(2026, 11, 1), "autumn", 1),
+]
+IDS = [f"{zone}-{kind}" for zone, _, kind, _ in TRANSITIONS]
+
+
+def utc(*args: int) -> datetime:
+    return datetime(*args, tzinfo=UTC)
+
+
+def fires_on(expr: str, zone: str, day: date) -> list[datetime]:
+    """Fire times (UTC) whose local date is `day`."""
+    tz = ZoneInfo(zone)
+    start = datetime.combine(day, time(), tzinfo=tz) - timedelta(microseconds=1)
+    fires = next_fire_times(expr, zone, start, 200)
+    return [t for t in fires if t.astimezone(tz).date() == day]
+
+
+def fires_between(expr: str, zone: str, start: datetime, end: datetime) -> list[datetime]:
+    fires = next_fire_times(expr, zone, start, 500)
+    assert fires[-1] > end, "ask for more fire times"
+    return [t for t in fires if t <= end]
+
+
+def around(zone: str, day: date) -> tuple[datetime, datetime]:
+    """From the local midnight before the transition day to the local midnight after the next."""
+    tz = ZoneInfo(zone)
+    start = datetime.combine(day, time(), tzinfo=tz)
+    return start - timedelta(microseconds=1), start + timedelta(days=2)
+
+
+# Daily, fixed-time jobs: exactly once on every day, transition days included.
+
+
+@pytest.mark.parametrize(("zone", "day", "kind", "hour"), TRANSITIONS, ids=IDS)
+@pytest.mark.parametrize("expr", ["30 2 * * *", "0 9 * * *", "30 {hour} * * *", "0 {hour} * * *"])
+def test_daily_job_runs_once_on_and_around_the_transition_day(
+    zone: str, day: date, kind: str, hour: int, expr: str
+) -> None:
+    expr = expr.format(hour=hour)
+    for d in (day - timedelta(days=1), day, day + timedelta(days=1)):
+        assert len(fires_on(expr, zone, d)) == 1, d
+
+
+@pytest.mark.parametrize(
+    ("expr", "zone", "day", "expected"),
+    [
+        # Spring: 02:30 does not exist; the run is at the first instant after the gap, 03:00.
+        ("30 2 * * *", "Europe/Berlin", date(2026, 3, 29), utc(2026, 3, 29, 1)),  # 03:00 CEST
+        ("30 2 * * *", "America/New_York", date(2026, 3, 8), utc(2026, 3, 8, 7)),  # 03:00 EDT
+        # Autumn: the wall time happens twice; the run is at the first one (summer time).
+        ("30 2 * * *", "Europe/Berlin", date(2026, 10, 25), utc(2026, 10, 25, 0, 30)),  # CEST
+        ("30 1 * * *", "America/New_York", date(2026, 11, 1), utc(2026, 11, 1, 5, 30)),  # EDT
+        # Outside the gap/overlap nothing moves.
+        ("0 9 * * *", "Europe/Berlin", date(2026, 3, 29), utc(2026, 3, 29, 7)),
+        ("0 9 * * *", "America/New_York", date(2026, 11, 1), utc(2026, 11, 1, 14)),
+    ],
+)
+def test_where_the_daily_run_lands(expr: str, zone: str, day: date, expected: datetime) -> None:
+    assert fires_on(expr, zone, day) == [expected]
+
+
+def test_several_times_in_the_gap_collapse_into_one_run() -> None:
+    assert fires_on("0,30 2 * * *", "Europe/Berlin", date(2026, 3, 29)) == [utc(2026, 3, 29, 1)]
+
+
+@pytest.mark.parametrize(
+    ("after", "expected"),
+    [
+        # 02:10 CET is the second pass of the repeated hour; 02:45 CEST (00:45 UTC) already
+        # fired in the first pass. cronsim alone would answer 00:45 UTC, before `after`.
+        (utc(2026, 10, 25, 1, 10), utc(2026, 10, 26, 1, 45)),
+        # 02:10 CEST, the first pass: 02:45 CEST is still ahead.
+        (utc(2026, 10, 25, 0, 10), utc(2026, 10, 25, 0, 45)),
+    ],
+)
+def test_fixed_time_job_started_inside_the_repeated_hour(
+    after: datetime, expected: datetime
+) -> None:
+    assert next_fire_after("45 2 * * *", "Europe/Berlin", after) == expected
+
+
+def test_fixed_time_job_started_just_before_the_gap() -> None:
+    # 01:59:59 CET; 02:30 does not exist, so 03:00 CEST.
+    assert next_fire_after("30 2 * * *", "Europe/Berlin", utc(2026, 3, 29, 0, 59, 59)) == utc(
+        2026, 3, 29, 1
+    )
+
+
+# Real-time jobs (minute or hour field starting with "*"): every real hour / quarter hour.
+
+
+@pytest.mark.parametrize(("zone", "day", "kind", "hour"), TRANSITIONS, ids=IDS)
+def test_hourly_job_runs_every_real_hour(zone: str, day: date, kind: str, hour: int) -> None:
+    fires = fires_on("0 * * * *", zone, day)
+    assert len(fires) == (23 if kind == "spring" else 25)
+    start, end = around(zone, day)
+    span = fires_between("0 * * * *", zone, start, end)
+    assert all(b - a == HOUR for a, b in zip(span, span[1:], strict=False))
+
+
+@pytest.mark.parametrize(("zone", "day", "kind", "hour"), TRANSITIONS, ids=IDS)
+def test_hourly_job_around_the_skipped_or_repeated_hour(
+    zone: str, day: date, kind: str, hour: int
+) -> None:
+    tz = ZoneInfo(zone)
+    local = [t.astimezone(tz) for t in fires_on("0 * * * *", zone, day)]
+    at_hour = [t for t in local if t.hour == hour]
+    if kind == "spring":
+        assert at_hour == []
+    else:
+        # Both the summer-time and the standard-time occurrence, one real hour apart.
+        assert [t.fold for t in at_hour] == [0, 1]
+        assert at_hour[0].utcoffset() - at_hour[1].utcoffset() == HOUR
+        # Same tzinfo on both sides would subtract wall clocks (giving 0), so compare in UTC.
+        assert at_hour[1].astimezone(UTC) - at_hour[0].astimezone(UTC) == HOUR
+
+
+@pytest.mark.parametrize(("zone", "day", "kind", "hour"), TRANSITIONS, ids=IDS)
+def test_quarter_hourly_job_runs_every_15_real_minutes(
+    zone: str, day: date, kind: str, hour: int
+) -> None:
+    assert len(fires_on("*/15 * * * *", zone, day)) == (92 if kind == "spring" else 100)
+    start, end = around(zone, day)
+    span = fires_between("*/15 * * * *", zone, start, end)
+    assert all(b - a == timedelta(minutes=15) for a, b in zip(span, span[1:], strict=False))
+
+
+# The other consequences of the real-time rule, pinned so a change is noticed.
+
+
+def test_every_two_hours_follows_the_wall_clock() -> None:
+    zone, tz = "Europe/Berlin", ZoneInfo("Europe/Berlin")
+    spring = [t.astimezone(tz).hour for t in fires_on("0 */2 * * *", zone, date(2026, 3, 29))]
+    assert spring[:3] == [0, 4, 6]  # 02:00 never happened
+    autumn = [t.astimezone(tz) for t in fires_on("0 */2 * * *", zone, date(2026, 10, 25))]
+    assert [(t.hour, t.fold) for t in autumn[:4]] == [(0, 0), (2, 0), (2, 1), (4, 0)]
+
+
+def test_every_five_minutes_inside_the_skipped_or_repeated_hour() -> None:
+    assert fires_on("*/5 2 * * *", "Europe/Berlin", date(2026, 3, 29)) == []
+    assert len(fires_on("*/5 2 * * *", "Europe/Berlin", date(2026, 10, 25))) == 24
