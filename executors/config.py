@@ -71,7 +71,7 @@ class LocalConfig(_Schema):
     """A subprocess on the worker's host: an argv list, or a line for /bin/sh -c."""
 
     command: Annotated[list[Arg], Field(min_length=1)] | None = None
-    shell: Annotated[Arg, Field(min_length=1)] | None = None
+    shell: Annotated[str, Field(min_length=1), AfterValidator(_no_nul)] | None = None
     cwd: Annotated[str, AfterValidator(_absolute)] | None = None
     env: Env = {}
     kill_grace_s: float = Field(10.0, ge=0, le=3600)  # SIGTERM .. SIGKILL

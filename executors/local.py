@@ -7,9 +7,12 @@ process group, enforces the SIGTERM -> SIGKILL grace of ``terminate`` and calls 
 An external_id is ``host:pid:starttime``; starttime (field 22 of /proc/<pid>/stat) tells a
 reused pid apart from our process, so a process that is not ours is never signalled.
 
-Environment of a job: only ``INHERITED_ENV`` (PATH, HOME, locale...) comes from the worker, so its
-secrets (DATABASE_URL, SECRET_KEY, AWS_*, proxies...) never reach the job; then the config's
-``env``, then ``launch.env``, then ``SUNDIAL_IDEMPOTENCY_KEY`` (which ``find`` looks for).
+A job's environment: only ``INHERITED_ENV`` (PATH, HOME, locale...) comes from the worker,
+so its secrets (DATABASE_URL, SECRET_KEY, AWS_*, proxies...) never reach the job; then the
+config's ``env``, then ``launch.env``, then ``SUNDIAL_IDEMPOTENCY_KEY`` (``find`` needs it).
+
+``terminate`` also stops a job of another executor on this host (an orphan of a crashed
+worker, say) with the default grace; its exit is reported to nobody.
 
 Limits: a grandchild that starts its own session (setsid, daemonising) leaves our process
 group and survives the group kill; pids are only meaningful within one pid namespace, so
@@ -60,6 +63,7 @@ _PERMANENT_ERRNOS = {
     errno.ELOOP,
     errno.ENAMETOOLONG,
 }
+_DEFAULT_GRACE_S: float = LocalConfig.model_fields["kill_grace_s"].default
 _RECENT_EXITS = 1024  # finished ids statuses() can still answer for
 
 
@@ -74,6 +78,16 @@ class _Child:
     started_at: datetime
     term_reason: str | None = None  # set once by terminate()
     kill_at: float | None = None  # monotonic time of the SIGKILL still due
+
+
+@dataclass
+class _Target:
+    """A job of another executor (e.g. an orphan of a crashed worker) we were told to stop."""
+
+    external_id: str
+    pid: int
+    pidfd: int
+    kill_at: float | None
 
 
 class LocalExecutor:
@@ -94,12 +108,12 @@ class LocalExecutor:
         self._lock = threading.Lock()
         self._children: dict[str, _Child] = {}  # external_id -> live (unreaped) child
         self._by_key: dict[str, _Child] = {}
-        self._new: list[_Child] = []  # submitted, pidfd not yet in the selector
+        self._targets: dict[str, _Target] = {}  # external_id -> foreign job being stopped
+        self._new: list[_Child | _Target] = []  # pidfds not yet in the selector
         self._recent: OrderedDict[str, Status] = OrderedDict()
         self._thread: threading.Thread | None = None
         self._wake_fd = -1
         self._closed = False
-        self._log_dir_ready = False
 
     # ---- Executor interface ----
 
@@ -125,11 +139,15 @@ class LocalExecutor:
         env.update(launch.env)
         env[KEY_VAR] = key
         log_path = str(self.log_dir / f"{key}.log")
+        flags = os.O_WRONLY | os.O_CREAT | os.O_APPEND | os.O_CLOEXEC
         try:
-            if not self._log_dir_ready:
+            try:
+                log_fd = os.open(log_path, flags, 0o644)
+            except (
+                FileNotFoundError
+            ):  # first use, or someone cleaned up: not worth a stat each time
                 self.log_dir.mkdir(parents=True, exist_ok=True)
-                self._log_dir_ready = True
-            log_fd = os.open(log_path, os.O_WRONLY | os.O_CREAT | os.O_APPEND | os.O_CLOEXEC, 0o644)
+                log_fd = os.open(log_path, flags, 0o644)
         except OSError as exc:
             raise ExecutorError(f"cannot open log file {log_path}: {exc}") from exc
         try:
@@ -222,10 +240,11 @@ class LocalExecutor:
         return result
 
     def terminate(self, external_id: str, reason: str) -> None:
-        """SIGTERM the job's process group now and SIGKILL it after the grace (ours).
+        """SIGTERM the job's process group now, SIGKILL it after the grace. Idempotent.
 
-        For a job of another executor on this host only SIGTERM is sent: that executor's
-        watcher (told through its on_tick) or the lost-process sweep does the rest.
+        A job of another executor on this host (an orphan of a crashed worker, say) gets the
+        same treatment with the default grace, since its config is unknown here; it is only
+        signalled while /proc shows the very process the id names.
         """
         host, pid, _ = _parse_id(external_id)
         with self._lock:
@@ -237,13 +256,29 @@ class LocalExecutor:
                     _killpg(pid, signal.SIGTERM)
                     self._wake()
                 return
-            if external_id in self._recent:
+            if external_id in self._recent or external_id in self._targets:
                 return
         if host != self.host:
             raise ExecutorError(f"process runs on host {host}")
-        if self._foreign_start(external_id) is not None:
-            # The leader is alive (or an unreaped zombie), so its pgid cannot be reused.
-            _killpg(pid, signal.SIGTERM)
+        try:
+            pidfd = os.pidfd_open(pid)
+        except ProcessLookupError:
+            return
+        # Checked after pidfd_open, so the pidfd pins the very process that passed the check.
+        if self._foreign_start(external_id) is None:
+            os.close(pidfd)
+            return
+        # The leader is alive, so its pgid cannot have been reused.
+        _killpg(pid, signal.SIGTERM)
+        target = _Target(external_id, pid, pidfd, time.monotonic() + _DEFAULT_GRACE_S)
+        with self._lock:
+            if self._closed or external_id in self._targets:
+                os.close(pidfd)
+                return
+            self._targets[external_id] = target
+            self._new.append(target)
+            self._ensure_watcher()
+            self._wake()
 
     def read_logs(self, log_ref: str, cursor: str | None) -> LogChunk:
         """Complete lines from byte offset ``cursor``; at most LOG_CHUNK bytes per call.
@@ -273,11 +308,11 @@ class LocalExecutor:
             consumed = end + 1
             raw_lines = [line.removesuffix(b"\r") for line in data[:end].split(b"\n")]
         elif len(data) == LOG_CHUNK:
-            # A piece of a long line. Stop one byte short so the rest is never empty (no
-            # phantom "" line), and not inside a UTF-8 sequence or between \r and \n.
-            consumed = _utf8_boundary(data[: LOG_CHUNK - 1])
-            if data[consumed - 1 : consumed] == b"\r":
-                consumed -= 1
+            # A piece of a long line. Leave at least one byte of content besides a final
+            # "\r" for the rest, so "\r\n" never comes back as a phantom "" line, and do not
+            # cut a UTF-8 sequence in two.
+            limit = LOG_CHUNK - (2 if data.endswith(b"\r") else 1)
+            consumed = _utf8_boundary(data[:limit])
             raw_lines = [data[:consumed]]
         else:
             return LogChunk((), str(offset))  # an unfinished line: wait for its end
@@ -301,8 +336,8 @@ class LocalExecutor:
             with self._lock:
                 os.close(self._wake_fd)
                 self._wake_fd = -1
-                for child in self._children.values():
-                    os.close(child.pidfd)
+                for item in (*self._children.values(), *self._targets.values()):
+                    os.close(item.pidfd)
 
     # ---- the watcher ----
 
@@ -329,10 +364,14 @@ class LocalExecutor:
                         if self._closed:
                             return
                         # Registered here, not in submit(): the selector is this thread's alone.
-                        for child in self._new:
-                            sel.register(child.pidfd, selectors.EVENT_READ, child)
+                        for item in self._new:
+                            sel.register(item.pidfd, selectors.EVENT_READ, item)
                         self._new.clear()
-                        deadlines = [c.kill_at for c in self._children.values() if c.kill_at]
+                        deadlines = [
+                            item.kill_at
+                            for item in (*self._children.values(), *self._targets.values())
+                            if item.kill_at is not None
+                        ]
                     if self.on_tick is not None:
                         deadlines.append(next_tick)
                     timeout = max(0.0, min(deadlines) - time.monotonic()) if deadlines else None
@@ -343,7 +382,10 @@ class LocalExecutor:
                                 os.eventfd_read(self._wake_fd)
                         else:
                             sel.unregister(sel_key.fileobj)
-                            exited.append(sel_key.data)
+                            if isinstance(sel_key.data, _Child):
+                                exited.append(sel_key.data)
+                            else:
+                                self._forget_target(sel_key.data)
                     if exited:
                         self._call(self.on_exit, [self._reap(child) for child in exited])
                     self._enforce_grace()
@@ -365,7 +407,8 @@ class LocalExecutor:
             code = child.proc.wait()
             os.close(child.pidfd)
             del self._children[child.external_id]
-            del self._by_key[child.key]
+            if self._by_key.get(child.key) is child:  # two racing submits of one key
+                del self._by_key[child.key]
         ended_at = datetime.now(UTC)
         _end_last_line(child.log_path)
         reason = child.term_reason if child.term_reason is not None else _signal_reason(code)
@@ -382,13 +425,24 @@ class LocalExecutor:
                 self._recent.popitem(last=False)
         return child.external_id, status
 
+    def _forget_target(self, target: _Target) -> None:
+        # Its leader is gone; kill what it left in its group, as for our own jobs. The leader
+        # may be reaped already, but the pgid stays reserved while any member lives (reuse
+        # of an empty group's number within these microseconds needs a pid wrap-around).
+        _killpg(target.pid, signal.SIGKILL)
+        with self._lock:
+            os.close(target.pidfd)
+            del self._targets[target.external_id]
+
     def _enforce_grace(self) -> None:
         now = time.monotonic()
         with self._lock:
-            for child in self._children.values():
-                if child.kill_at is not None and child.kill_at <= now:
-                    child.kill_at = None
-                    _killpg(child.proc.pid, signal.SIGKILL)
+            for item in (*self._children.values(), *self._targets.values()):
+                if item.kill_at is not None and item.kill_at <= now:
+                    item.kill_at = None
+                    pid = item.proc.pid if isinstance(item, _Child) else item.pid
+                    # Ours are unreaped; a target's pidfd was not readable at this wake-up.
+                    _killpg(pid, signal.SIGKILL)
 
     @staticmethod
     def _call(callback: Callable[[list], None], arg: list) -> None:

@@ -528,7 +528,10 @@ def task_graph_cycle(edges: Mapping[str, Iterable[str]]) -> list[str] | None:
                 done.add(path.pop())
                 stack.pop()
             elif target in path:
-                return [*path[path.index(target) :], target]
+                loop = path[path.index(target) :]
+                # Start at the smallest name, so one cycle always reads the same way.
+                first = loop.index(min(loop))
+                return [*loop[first:], *loop[:first], loop[first]]
             elif target not in done:
                 path.append(target)
                 stack.append(iter(graph.get(target, ())))

@@ -70,7 +70,9 @@ class LocalRuntime:
     def _on_exit(self, exits: list[tuple[str, Status]]) -> None:
         with self._lock:
             outcomes = [
-                (self._attempts.pop(external_id), status.exit_code, status.reason)
+                orchestrator.Outcome(
+                    self._attempts.pop(external_id), status.exit_code, ended_at=status.ended_at
+                )
                 for external_id, status in exits
                 if external_id in self._attempts
             ]

@@ -10,6 +10,7 @@ from __future__ import annotations
 import logging
 from collections import defaultdict
 from collections.abc import Iterable, Sequence
+from dataclasses import dataclass
 from datetime import datetime, timedelta
 from typing import Any
 
@@ -267,33 +268,49 @@ def record_submission(task_run_id: int, external_id: str, log_ref: str, *, runni
     )
 
 
-def record_outcomes(outcomes: Sequence[tuple[int, int | None, str]], now: datetime | None = None) -> None:
-    """Finish attempts from (task_run_id, exit_code, note) and advance their runs, a run at a time."""
-    now = now or timezone.now()
-    by_run: dict[int, list[tuple[int, int | None, str]]] = defaultdict(list)
-    for task_run_id, run_id in TaskRun.objects.filter(
-        pk__in=[o[0] for o in outcomes]
-    ).values_list("pk", "run_id"):
-        by_run[run_id].extend(o for o in outcomes if o[0] == task_run_id)
+@dataclass(frozen=True)
+class Outcome:
+    """How an attempt ended, as its executor (or a safety net) saw it."""
+
+    task_run_id: int
+    exit_code: int | None
+    note: str = ""  # added to the reason, e.g. "lost: no heartbeat since 14:05:00 UTC"
+    ended_at: datetime | None = None  # when the executor saw it end; default: now
+
+
+def record_outcomes(outcomes: Sequence[Outcome]) -> None:
+    """Finish attempts and advance their runs, one transaction per run."""
+    by_run: dict[int, list[Outcome]] = defaultdict(list)
+    run_of = dict(
+        TaskRun.objects.filter(pk__in=[o.task_run_id for o in outcomes]).values_list("pk", "run_id")
+    )
+    for outcome in outcomes:
+        if outcome.task_run_id in run_of:
+            by_run[run_of[outcome.task_run_id]].append(outcome)
     for run_id, items in by_run.items():
         with transaction.atomic():
+            now = timezone.now()
             run = ProcessRun.objects.select_for_update().get(pk=run_id)
-            attempts = {tr.pk: tr for tr in run.task_runs.filter(pk__in=[i[0] for i in items])}
-            for task_run_id, exit_code, note in items:
-                _finish_attempt(run, attempts[task_run_id], exit_code, note, now)
+            attempts = {tr.pk: tr for tr in run.task_runs.filter(pk__in=[o.task_run_id for o in items])}
+            for outcome in items:
+                _finish_attempt(run, attempts[outcome.task_run_id], outcome, now)
             if run.status == RunStatus.RUNNING:
                 _advance_locked(run, now)
 
 
-def _finish_attempt(run: ProcessRun, tr: TaskRun, exit_code: int | None, note: str, now: datetime) -> None:
+def _finish_attempt(run: ProcessRun, tr: TaskRun, outcome: Outcome, now: datetime) -> None:
     spec = task_spec(task_entry(run.snapshot, tr.task_name))
     terminated_as = AttemptStatus(tr.terminate_as) if tr.terminate_as else None
-    status, reason = engine.attempt_outcome(spec, exit_code, tr.reported_success, terminated_as)
-    if note:
-        reason = f"{reason}; {note}" if reason else note
+    status, reason = engine.attempt_outcome(spec, outcome.exit_code, tr.reported_success, terminated_as)
+    if outcome.note:
+        # With no exit code the note *is* the explanation ("lost: ..."), unless the
+        # attempt was being stopped on purpose: then both matter.
+        unexplained = outcome.exit_code is None and terminated_as is None
+        reason = outcome.note if unexplained or not reason else f"{reason}; {outcome.note}"
+    ended = outcome.ended_at or now
     finished = TaskRun.objects.filter(pk=tr.pk, status__in=_ACTIVE).update(
-        status=status, exit_code=exit_code, reason=reason, finished_at=now,
-        started_at=Coalesce(F("started_at"), Value(now)),
+        status=status, exit_code=outcome.exit_code, reason=reason, finished_at=ended,
+        started_at=Coalesce(F("started_at"), Value(ended)),
     )
     if finished:
         TaskEvent.objects.create(run=run, task_run=tr, kind=status, message=reason or status)

@@ -7,7 +7,8 @@ done by cronsim against the wall clock of the definition's time zone.
 Cron syntax: exactly five fields (minute hour day month weekday) with cronsim's extensions
 (``JAN``/``MON`` names, ranges, steps, ``L``, ``LW``, ``5L``, ``MON#2``). A seconds field and
 ``@daily``-style aliases are rejected (cronsim 2.8 has no aliases; ScheduleError says what to
-write instead).
+write instead), and so is a one-value range with a step such as ``3-3/2``, which cronsim reads
+as ``3/2``.
 
 DST policy
 ----------
@@ -34,6 +35,12 @@ cronsim 2.8 follows Debian cron and sorts expressions into two kinds by their te
   02:00 in spring and fires at both 02:00s in autumn, and ``*/5 2 * * *`` does not run at
   all on the spring day.
 
+Known cronsim limitation: in a zone whose DST shift is not a whole hour (today only
+Australia/Lord_Howe, 30 minutes), a real-time schedule with a restricted hour field can miss
+the first half hour of a matching hour right after the autumn change (``0 */2 * * *`` skips
+02:00 LHST on 2025-04-06). cronsim steps whole real hours from the top of the hour there.
+Fixed-time schedules are not affected.
+
 Layered on top of cronsim (see ``_fires``): results are forced strictly after ``after`` and
 strictly increasing. cronsim walks fixed-time schedules on the naive wall clock, so when
 ``after`` falls in the second pass of the repeated hour it would return the first pass of
@@ -44,6 +51,7 @@ from __future__ import annotations
 
 import difflib
 import functools
+import re
 from collections import deque
 from collections.abc import Iterator
 from dataclasses import dataclass
@@ -66,6 +74,10 @@ _ALIASES = {
     "@midnight": "0 0 * * *",
     "@hourly": "0 * * * *",
 }
+
+# cronsim reads a one-value range with a step ("3-3/2") as "3/2", i.e. 3 to the end of the
+# field (3,5,7,...), where other crons mean just 3. Make the person say which they mean.
+_ONE_VALUE_STEP = re.compile(r"(?<![^\s,])([^\s,/-]+)-\1/(\d+)(?=[\s,]|$)", re.IGNORECASE)
 
 # Any fixed instant will do: cronsim parses the expression in its constructor.
 _PARSE_AT = datetime(2000, 1, 1, tzinfo=UTC)
@@ -104,6 +116,11 @@ def validate_cron(expr: str) -> str:
     if len(fields) != 5:
         raise ScheduleError(f"cron expression must have 5 fields ({FIELDS}), got {len(fields)}")
     normalised = " ".join(fields)
+    if m := _ONE_VALUE_STEP.search(normalised):
+        raise ScheduleError(
+            f"invalid cron expression '{normalised}': '{m[0]}' is ambiguous;"
+            f" write '{m[1]}' or '{m[1]}/{m[2]}'"
+        )
     try:
         CronSim(normalised, _PARSE_AT)
     except CronSimError as exc:  # cronsim names the field: "Bad minute", "Bad day-of-month"

@@ -9,7 +9,7 @@ from __future__ import annotations
 
 import logging
 from collections import defaultdict
-from datetime import timedelta
+from datetime import datetime, timedelta
 
 from django.conf import settings
 from django.db.models import Q
@@ -52,11 +52,16 @@ def fail_lost_local_attempts() -> int:
     if lost:
         orchestrator.record_outcomes(
             [
-                (pk, None, f"lost: no heartbeat since {beat:%H:%M:%S} UTC (its worker stopped)")
+                orchestrator.Outcome(pk, None, _lost_note(beat))
                 for pk, beat in lost
             ]
         )
     return len(lost)
+
+
+def _lost_note(heartbeat: datetime | None) -> str:
+    since = f"since {heartbeat:%H:%M:%S} UTC" if heartbeat else "ever"
+    return f"lost: no heartbeat {since} (its worker stopped)"
 
 
 def sweep() -> int:
@@ -113,7 +118,9 @@ def _apply_statuses(task_runs: list[TaskRun], statuses: dict[str, Status]) -> in
         if status is None:
             continue
         if status.state in (State.SUCCEEDED, State.FAILED):
-            finished.append((task_run.pk, status.exit_code, status.reason))
+            finished.append(
+                orchestrator.Outcome(task_run.pk, status.exit_code, status.reason, status.ended_at)
+            )
         elif status.state == State.RUNNING and task_run.status == AttemptStatus.SUBMITTED:
             started = status.started_at or timezone.now()
             changed += TaskRun.objects.filter(pk=task_run.pk, status=AttemptStatus.SUBMITTED).update(

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import contextlib
 import os
 import signal
 import threading
@@ -37,12 +38,14 @@ def pid_of(external_id: str) -> int:
     return int(external_id.split(":")[1])
 
 
-def make_launch(key: str | None = None, env: dict[str, str] | None = None, **config) -> Launch:
+def make_launch(
+    key: str | None = None, launch_env: dict[str, str] | None = None, **config
+) -> Launch:
     return Launch(
         task_run_id=1,
         idempotency_key=key or f"att-{uuid.uuid4().hex}",
         config=config,
-        env=env or {},
+        env=launch_env or {},
     )
 
 
@@ -83,10 +86,8 @@ def make_executor(tmp_path: Path) -> Iterator[Callable[..., LocalExecutor]]:
     yield make
     for executor in made:  # no test leaves a process behind
         for external_id in executor.live_ids():
-            try:
+            with contextlib.suppress(ProcessLookupError):
                 os.killpg(pid_of(external_id), signal.SIGKILL)
-            except ProcessLookupError:
-                pass
         if executor._thread is not None:
             wait_until(lambda e=executor: not e.live_ids())
         executor.close()

@@ -80,9 +80,7 @@ def test_none_runs_nothing_after_downtime() -> None:
 
 
 def test_none_runs_every_on_time_fire_when_grace_spans_several() -> None:
-    result = tick(
-        utc(2026, 5, 4, 10), utc(2026, 5, 4, 10, 3), CatchUp.NONE, expr="* * * * *"
-    )
+    result = tick(utc(2026, 5, 4, 10), utc(2026, 5, 4, 10, 3), CatchUp.NONE, expr="* * * * *")
     assert result.run_for == (utc(2026, 5, 4, 10, 2), utc(2026, 5, 4, 10, 3))
     assert result.missed == 2
 

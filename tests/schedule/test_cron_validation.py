@@ -25,6 +25,8 @@ from jobs.schedule import ScheduleError, next_fire_times, parse_timezone, valida
         "0 0 29 2 *",
         "0 0 * * 7",  # Sunday, as in Debian cron
         "0 0 31 1,2 *",  # possible in January, so accepted
+        "0 3-4/2,13-13 * * *",  # a real range with a step, and a one-value range without
+        "10-15/20 * * * *",  # one value, but not written as a one-value range
     ],
 )
 def test_valid_expressions_are_returned(expr: str) -> None:
@@ -70,8 +72,19 @@ def test_schedule_error_is_a_value_error() -> None:
         ("0 0 * * 8", "invalid cron expression '0 0 * * 8': Bad day-of-week"),
         ("0 0 * * FOO", "invalid cron expression '0 0 * * FOO': Bad day-of-week"),
         ("*/0 * * * *", "invalid cron expression '*/0 * * * *': Bad minute"),
+        ("0 3-3/ * * *", "invalid cron expression '0 3-3/ * * *': Bad hour"),
         ("5-1 * * * *", "invalid cron expression '5-1 * * * *': Bad minute"),
         ("0 0 ? * *", "invalid cron expression '0 0 ? * *': Bad day-of-month"),
+        # cronsim would read "3-3/2" as "3/2" (3,5,7,...,23).
+        (
+            "0 3-3/2 * * *",
+            "invalid cron expression '0 3-3/2 * * *': '3-3/2' is ambiguous; write '3' or '3/2'",
+        ),
+        (
+            "0 0 * * 1,mon-MON/3",
+            "invalid cron expression '0 0 * * 1,mon-MON/3':"
+            " 'mon-MON/3' is ambiguous; write 'mon' or 'mon/3'",
+        ),
     ],
 )
 def test_malformed_expressions_are_named(expr: str, message: str) -> None:
@@ -95,9 +108,7 @@ _CRON_CHARS = "0123456789*/,-#LW? @abcdefghijklmnopqrstuvwxyzMONTUEDFRISA\t"
     st.one_of(
         st.text(),
         st.text(alphabet=_CRON_CHARS),
-        st.lists(st.text(alphabet=_CRON_CHARS, min_size=1), min_size=5, max_size=5).map(
-            " ".join
-        ),
+        st.lists(st.text(alphabet=_CRON_CHARS, min_size=1), min_size=5, max_size=5).map(" ".join),
     )
 )
 def test_any_text_is_accepted_or_gets_a_schedule_error(expr: str) -> None:

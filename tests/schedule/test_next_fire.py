@@ -26,9 +26,7 @@ def test_just_before_and_just_after_a_fire_time() -> None:
     at = utc(2026, 1, 5, 9)
     assert next_fire_after("0 9 * * *", "UTC", at - timedelta(microseconds=1)) == at
     # cronsim drops microseconds internally; the result must still be strictly later.
-    assert next_fire_after("0 9 * * *", "UTC", at + timedelta(microseconds=1)) == utc(
-        2026, 1, 6, 9
-    )
+    assert next_fire_after("0 9 * * *", "UTC", at + timedelta(microseconds=1)) == utc(2026, 1, 6, 9)
 
 
 def test_output_is_utc_whatever_zone_after_is_in() -> None:
@@ -106,6 +104,7 @@ def test_count_zero_and_errors() -> None:
 
 def test_next_fire_after_is_the_first_of_next_fire_times() -> None:
     after = utc(2026, 3, 1, 17, 42, 13)
-    assert next_fire_after("*/7 * * * *", "Asia/Kolkata", after) == next_fire_times(
-        "*/7 * * * *", "Asia/Kolkata", after, 1
-    )[0]
+    assert (
+        next_fire_after("*/7 * * * *", "Asia/Kolkata", after)
+        == next_fire_times("*/7 * * * *", "Asia/Kolkata", after, 1)[0]
+    )

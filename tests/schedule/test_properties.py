@@ -11,16 +11,21 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
+from itertools import pairwise
 from zoneinfo import ZoneInfo
 
-from hypothesis import given, settings
+from hypothesis import assume, given, settings
 from hypothesis import strategies as st
 
 from jobs.schedule import next_fire_times
 
 MINUTE = timedelta(minutes=1)
-MONTHS = "JAN FEB MAR APR MAY JUN JUL AUG SEP OCT NOV DEC".split()
-DAYS = "SUN MON TUE WED THU FRI SAT".split()
+MONTHS = ["JAN", "FEB", "MAR", "APR", "MAY", "JUN", "JUL", "AUG", "SEP", "OCT", "NOV", "DEC"]
+DAYS = ["SUN", "MON", "TUE", "WED", "THU", "FRI", "SAT"]
+
+# Known cronsim limitation (module docstring; pinned in test_dst): real-time schedules can
+# miss matches in zones whose DST shift is not a whole hour.
+HALF_HOUR_DST = {"Australia/Lord_Howe"}
 
 # Ordinary zones, a 30-minute DST shift, midnight transitions, negative DST, no DST.
 ZONES = [
@@ -82,7 +87,8 @@ def field(draw, lo: int, hi: int, names: list[str] | None = None, top: int | Non
     if kind == "list":
         vs = sorted(draw(st.sets(st.sampled_from(full), min_size=2, max_size=4)))
         return ",".join(show(v) for v in vs), set(vs)
-    a, b = sorted(draw(st.lists(st.sampled_from(full), min_size=2, max_size=2)))
+    # Distinct ends: "a-a/n" is rejected (see test_cron_validation).
+    a, b = sorted(draw(st.lists(st.sampled_from(full), min_size=2, max_size=2, unique=True)))
     if kind == "range":
         return f"{show(a)}-{show(b)}", set(range(a, b + 1))
     n = draw(st.integers(1, 10))
@@ -164,12 +170,19 @@ def model(cron: Cron, zone: ZoneInfo, start: datetime, end: datetime) -> list[da
 
 
 @settings(max_examples=300, deadline=None)
-@given(cron=crons(), where=st.sampled_from(TRANSITIONS), shift=st.integers(-1440, 1440))
+@given(
+    cron=crons(),
+    where=st.sampled_from(TRANSITIONS),
+    # Minutes from the transition to the start of a 48 h window; often start just after it,
+    # inside a repeated hour, where cronsim alone would return a fire time that already passed.
+    shift=st.one_of(st.integers(-2880, 0), st.integers(0, 65)),
+)
 def test_matches_the_model_around_dst_transitions(
     cron: Cron, where: tuple[str, datetime], shift: int
 ) -> None:
     name, transition = where
-    start = transition + timedelta(minutes=shift) - timedelta(hours=24)
+    assume(not (cron.real_time and name in HALF_HOUR_DST))
+    start = transition + timedelta(minutes=shift, seconds=-1)
     end = start + timedelta(hours=48)
     expected = model(cron, ZoneInfo(name), start, end)
     got = next_fire_times(cron.text, name, start, len(expected) + 1)
@@ -192,7 +205,7 @@ def test_strictly_increasing_after_and_matching_local_time(
     assert len(fires) == 5
     assert all(t.tzinfo is UTC for t in fires)
     assert fires[0] > after
-    assert all(a < b for a, b in zip(fires, fires[1:], strict=False))
+    assert all(a < b for a, b in pairwise(fires))
     for t in fires:
         local = t.astimezone(zone)
         if cron.matches(local):

@@ -1,0 +1,128 @@
+from __future__ import annotations
+
+import pytest
+
+from executors.config import CONFIG_SCHEMAS, ConfigError, validate_config
+
+
+def _error(kind: str, raw: object) -> str:
+    with pytest.raises(ConfigError) as info:
+        validate_config(kind, raw)
+    return str(info.value)
+
+
+def test_schemas_by_kind():
+    assert set(CONFIG_SCHEMAS) == {"local", "batch", "ecs"}
+    assert issubclass(ConfigError, ValueError)
+
+
+def test_local_defaults():
+    assert validate_config("local", {"command": ["echo", "hi"]}) == {
+        "command": ["echo", "hi"],
+        "shell": None,
+        "cwd": None,
+        "env": {},
+        "kill_grace_s": 10.0,
+    }
+    full = {"shell": "make all", "cwd": "/srv", "env": {"_A1": "x"}, "kill_grace_s": 0}
+    assert validate_config("local", full) == {"command": None, **full}
+
+
+@pytest.mark.parametrize(
+    ("raw", "message"),
+    [
+        ({}, "exactly one of command or shell is required"),
+        ({"command": ["a"], "shell": "a"}, "exactly one of command or shell is required"),
+        ({"command": []}, "command: List should have at least 1 item after validation, not 0"),
+        ({"command": "echo hi"}, "command: Input should be a valid list"),
+        ({"command": ["ok", 5]}, "command.1: Input should be a valid string"),
+        ({"command": [""]}, "command: the program (first item) must not be empty"),
+        ({"command": ["a\0b"]}, "command.0: must not contain NUL characters"),
+        ({"shell": ""}, "shell: String should have at least 1 character"),
+        ({"shell": "x", "cwd": "rel/dir"}, "cwd: must be an absolute path"),
+        ({"shell": "x", "env": {"1X": "v"}}, "env.1X: not a valid environment variable name"),
+        ({"shell": "x", "env": {"A-B": "v"}}, "env.A-B: not a valid environment variable name"),
+        ({"shell": "x", "env": {"A": 1}}, "env.A: Input should be a valid string"),
+        ({"shell": "x", "env": []}, "env: Input should be a valid dictionary"),
+        ({"shell": "x", "kill_grace_s": -1}, "kill_grace_s: Input should be greater than or equal"),
+        ({"shell": "x", "kill_grace_s": "soon"}, "kill_grace_s: Input should be a valid number"),
+        ({"shell": "x", "image": "y"}, "image: Extra inputs are not permitted"),
+    ],
+)
+def test_local_errors_name_their_field(raw, message):
+    assert message in _error("local", raw)
+
+
+def test_every_problem_is_listed():
+    message = _error(
+        "batch", {"image": "i", "job_queue": "q", "command": [1], "memory_mib": 100, "x": 1}
+    )
+    assert message == (
+        "command.0: Input should be a valid string; "
+        "memory_mib: Input should be greater than or equal to 128; "
+        "x: Extra inputs are not permitted"
+    )
+
+
+def test_batch_defaults_and_limits():
+    assert validate_config("batch", {"image": "repo/app:1", "job_queue": "default"}) == {
+        "image": "repo/app:1",
+        "command": [],
+        "job_queue": "default",
+        "job_definition": None,
+        "vcpu": 1.0,
+        "memory_mib": 2048,
+        "gpu": 0,
+        "disk_gib": None,
+        "env": {},
+        "role_arn": None,
+    }
+    base = {"image": "i", "job_queue": "q"}
+    assert "job_queue: Field required" in _error("batch", {"image": "i"})
+    assert "vcpu: Input should be greater than 0" in _error("batch", {**base, "vcpu": 0})
+    assert "memory_mib: Input should be less than or equal to 122880" in _error(
+        "batch", {**base, "memory_mib": 122881}
+    )
+    assert "gpu: Input should be greater than or equal to 0" in _error("batch", {**base, "gpu": -1})
+    assert "disk_gib: Input should be greater than or equal to 21" in _error(
+        "batch", {**base, "disk_gib": 5}
+    )
+    assert "role_arn: must be an IAM role ARN" in _error("batch", {**base, "role_arn": "admin"})
+    arn = "arn:aws:iam::123456789012:role/sundial-job"
+    assert validate_config("batch", {**base, "role_arn": arn})["role_arn"] == arn
+
+
+def test_ecs_defaults_and_limits():
+    base = {"cluster": "c", "task_definition": "td:3", "container": "app"}
+    assert validate_config("ecs", base) == {
+        **base,
+        "command": [],
+        "cpu": None,
+        "memory_mib": None,
+        "disk_gib": None,
+        "env": {},
+        "subnets": [],
+        "security_groups": [],
+        "assign_public_ip": False,
+        "launch_type": "FARGATE",
+    }
+    assert "cpu: Input should be greater than or equal to 256" in _error("ecs", {**base, "cpu": 1})
+    assert "cpu: Input should be less than or equal to 16384" in _error(
+        "ecs", {**base, "cpu": 32768}
+    )
+    assert "disk_gib: Input should be less than or equal to 200" in _error(
+        "ecs", {**base, "disk_gib": 500}
+    )
+    assert "launch_type: Input should be 'FARGATE' or 'EC2'" in _error(
+        "ecs", {**base, "launch_type": "LAMBDA"}
+    )
+    assert "disk_gib: ephemeral storage can only be set for FARGATE" in _error(
+        "ecs", {**base, "disk_gib": 30, "launch_type": "EC2"}
+    )
+    assert "container: Field required" in _error("ecs", {"cluster": "c", "task_definition": "t"})
+
+
+def test_unknown_kind_and_non_objects():
+    assert _error("k8s", {}) == "unknown executor kind 'k8s'"
+    for raw in ([], "x", None, 3):
+        assert _error("local", raw) == "config must be a JSON object"

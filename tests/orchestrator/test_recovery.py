@@ -1,0 +1,80 @@
+"""The database is the source of truth: lost processes, lost messages, crashed submits."""
+
+import subprocess
+from datetime import timedelta
+
+import pytest
+from django.utils import timezone
+
+from jobs.models import TaskRun, Trigger
+from jobs.orchestrator import trigger_run
+from jobs.supervision import fail_lost_local_attempts, reconcile
+from tests.conftest import make_process
+from tests.orchestrator.driving import attempts, drive, wait_for
+
+pytestmark = pytest.mark.django_db(transaction=True)
+
+RETRYING = {"max_attempts": 2, "retry_initial_delay_s": 0, "retry_jitter": 0}
+
+
+def test_a_process_whose_worker_died_is_failed_by_its_stale_heartbeat_and_retried(settings):
+    process = make_process("lost", {"job": RETRYING})
+    run = trigger_run(process, Trigger.MANUAL)
+    job = run.task_runs.get()
+    # As the worker left it when it was SIGKILLed: running, heartbeat long stopped.
+    long_ago = timezone.now() - timedelta(seconds=settings.SUNDIAL_LOST_AFTER_S + 5)
+    TaskRun.objects.filter(pk=job.pk).update(
+        status="running", external_id="gone-host:1:1", started_at=long_ago, heartbeat_at=long_ago
+    )
+    assert fail_lost_local_attempts() == 1
+    assert fail_lost_local_attempts() == 0, "a second sweep finds nothing more"
+    job.refresh_from_db()
+    assert job.status == "failed" and job.reason.startswith("lost: no heartbeat since")
+    run = drive(run)
+    assert run.status == "succeeded"
+    assert attempts(run) == [("job", 1, "failed"), ("job", 2, "succeeded")]
+
+
+def test_a_fresh_heartbeat_is_not_lost(settings):
+    process = make_process("alive", {"job": {"config": {"command": ["sleep", "30"]}}})
+    run = trigger_run(process, Trigger.MANUAL)
+    TaskRun.objects.filter(run=run).update(
+        status="running", external_id="h:1:1", heartbeat_at=timezone.now()
+    )
+    assert fail_lost_local_attempts() == 0
+
+
+def test_worker_killed_mid_submit_is_recovered_without_running_twice(settings, tmp_path):
+    """Claimed (SUBMITTING) then the worker died: maybe the process started, maybe not."""
+    process = make_process("crashy", {"job": RETRYING})
+    run = trigger_run(process, Trigger.MANUAL)
+    job = run.task_runs.get()
+    stuck_since = timezone.now() - timedelta(seconds=settings.SUNDIAL_SUBMIT_STUCK_AFTER_S + 1)
+    TaskRun.objects.filter(pk=job.pk).update(status="submitting", submitting_at=stuck_since)
+    # The dead worker had spawned the process: an orphan carrying the attempt's key.
+    orphan = subprocess.Popen(
+        ["sleep", "60"], env={"SUNDIAL_IDEMPOTENCY_KEY": job.idempotency_key}, start_new_session=True
+    )
+    assert reconcile() >= 1
+    assert wait_for(lambda: orphan.poll() is not None), "the unsupervisable orphan is stopped"
+    job.refresh_from_db()
+    assert job.status == "failed" and "lost while submitting" in job.reason
+    run = drive(run)
+    assert attempts(run) == [("job", 1, "failed"), ("job", 2, "succeeded")]
+
+
+def test_a_recent_submit_is_left_alone(settings):
+    process = make_process("busy")
+    run = trigger_run(process, Trigger.MANUAL)
+    TaskRun.objects.filter(run=run).update(status="submitting", submitting_at=timezone.now())
+    reconcile()
+    assert run.task_runs.get().status == "submitting"
+
+
+def test_a_run_whose_first_step_message_was_lost_is_advanced_by_reconcile():
+    process = make_process("stalled", {"a": {}, "b": {"requires": ["a"]}})
+    run = trigger_run(process, Trigger.MANUAL)
+    # a finished, but the advance that should have followed never happened.
+    TaskRun.objects.filter(run=run, task_name="a").update(status="succeeded", finished_at=timezone.now())
+    reconcile()
+    assert run.task_runs.get(task_name="b").status == "ready"

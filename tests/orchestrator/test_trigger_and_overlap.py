@@ -1,0 +1,101 @@
+"""Triggering runs: frozen snapshots and the overlap policy, the same for every trigger source."""
+
+import pytest
+
+from jobs.models import ProcessRun, TaskDefinition, Trigger
+from jobs.orchestrator import TriggerError, retry_failed_tasks, start_queued_run, trigger_run
+from tests.conftest import make_process
+from tests.orchestrator.driving import attempts, drive
+
+pytestmark = pytest.mark.django_db(transaction=True)
+
+SLEEPER = {"sleepy": {"config": {"command": ["sleep", "30"], "kill_grace_s": 0}}}
+
+
+def test_a_run_keeps_the_definition_it_started_with():
+    process = make_process("frozen", {"a": {}, "b": {"requires": ["a"]}})
+    run = trigger_run(process, Trigger.MANUAL)
+    TaskDefinition.objects.filter(process=process, name="b").delete()
+    TaskDefinition.objects.create(process=process, name="c", config={"command": ["true"]})
+    run = drive(run)
+    assert [t for t, _, _ in attempts(run)] == ["a", "b"]
+    assert [t["name"] for t in run.snapshot["tasks"]] == ["a", "b"]
+
+
+@pytest.mark.parametrize("trigger", [Trigger.MANUAL, Trigger.API, Trigger.SCHEDULE])
+def test_skip_policy_records_a_skipped_run_for_every_trigger_source(trigger):
+    process = make_process("skipper", SLEEPER, overlap="skip")
+    first = trigger_run(process, Trigger.MANUAL)
+    second = trigger_run(process, trigger)
+    assert second.status == "skipped"
+    assert second.reason == f"skipped: run {first.pk} is still active"
+    assert not second.task_runs.exists()
+
+
+def test_queue_policy_starts_the_next_run_when_the_active_one_ends(admin_user):
+    from jobs.orchestrator import request_kill
+
+    process = make_process("queuer", SLEEPER, overlap="queue")
+    first = trigger_run(process, Trigger.MANUAL)
+    second = trigger_run(process, Trigger.API)
+    assert second.status == "queued"
+    assert start_queued_run(process.pk) is None, "nothing starts while the first runs"
+    request_kill(first.pk, user=admin_user)
+    drive(first)
+    assert start_queued_run(process.pk).pk == second.pk
+    second.refresh_from_db()
+    assert second.status == "running"
+
+
+def test_replace_policy_kills_the_active_run():
+    process = make_process("replacer", SLEEPER, overlap="replace")
+    first = trigger_run(process, Trigger.MANUAL)
+    second = trigger_run(process, Trigger.MANUAL)
+    assert second.status == "running"
+    first = drive(first)
+    assert first.status == "killed"
+    assert first.events.filter(kind="kill_requested", message=f"replaced by run {second.pk}").exists()
+
+
+def test_allow_policy_runs_side_by_side():
+    process = make_process("parallel", overlap="allow")
+    runs = [trigger_run(process, Trigger.API) for _ in range(3)]
+    assert {drive(run).status for run in runs} == {"succeeded"}
+
+
+def test_archived_or_empty_processes_cannot_be_triggered():
+    archived = make_process("old", archived=True)
+    with pytest.raises(TriggerError, match="'old' is archived"):
+        trigger_run(archived, Trigger.MANUAL)
+    empty = make_process("empty", {})
+    with pytest.raises(TriggerError, match="'empty' has no tasks"):
+        trigger_run(empty, Trigger.MANUAL)
+    assert not ProcessRun.objects.exists()
+
+
+def test_retry_failed_tasks_keeps_successes_and_reruns_the_failure_and_its_downstream(tmp_path):
+    fixed = tmp_path / "fixed"
+    process = make_process(
+        "repair",
+        {
+            "extract": {},
+            "transform": {"config": {"shell": f"test -e {fixed}"}, "requires": ["extract"]},
+            "load": {"requires": ["transform"]},
+        },
+    )
+    run = drive(trigger_run(process, Trigger.MANUAL))
+    assert run.status == "failed"
+    fixed.touch()
+    assert retry_failed_tasks(run.pk) == ["transform", "load"]
+    run = drive(run)
+    assert run.status == "succeeded"
+    assert attempts(run) == [
+        ("extract", 1, "succeeded"),
+        ("transform", 1, "failed"),
+        ("load", 1, "skipped"),
+        ("transform", 1, "succeeded"),
+        ("load", 1, "succeeded"),
+    ]
+    assert list(run.task_runs.values_list("round", flat=True)) == [1, 1, 1, 2, 2]
+    with pytest.raises(TriggerError, match="only failed or killed runs"):
+        retry_failed_tasks(run.pk)
