@@ -143,9 +143,7 @@ class LocalExecutor:
         try:
             try:
                 log_fd = os.open(log_path, flags, 0o644)
-            except (
-                FileNotFoundError
-            ):  # first use, or someone cleaned up: not worth a stat each time
+            except FileNotFoundError:  # made on demand, so a removed log_dir comes back
                 self.log_dir.mkdir(parents=True, exist_ok=True)
                 log_fd = os.open(log_path, flags, 0o644)
         except OSError as exc:

@@ -169,6 +169,9 @@ def _apply(
                 executor=previous.executor, status=AttemptStatus.WAITING, not_before=at,
             )
             events.append(_new_event(run, retry, "retry_scheduled", reason))
+            # Wake the run when the retry falls due; the sweep is the safety net.
+            delay = max(0.0, (at - now).total_seconds())
+            dispatch.after_commit(dispatch.ADVANCE, run.pk, countdown=delay)
         case engine.FinishRun(status=status, reason=reason):
             _finish_run(run, status, reason, now)
             events.append(_new_event(run, None, "finished", f"{status}: {reason}"))
