@@ -12,6 +12,7 @@ BENCH_BROKER_URL). Uses its own database and Redis db, never the app's.
 
 from __future__ import annotations
 
+import itertools
 import os
 import statistics
 import subprocess
@@ -71,7 +72,8 @@ def main() -> None:
     from tests.conftest import make_process
 
     current_app.connection_for_write().default_channel.queue_purge("celery")
-    ProcessDefinition.objects.filter(name__startswith="bench-").update(archived=True, name=None)
+    ProcessRun.objects.filter(definition__name__startswith="bench-").delete()
+    ProcessDefinition.objects.filter(name__startswith="bench-").delete()
     chain = make_process(
         f"bench-chain-{os.getpid()}",
         {f"t{i:02}": {"requires": [f"t{i - 1:02}"] if i else []} for i in range(20)},
@@ -82,12 +84,27 @@ def main() -> None:
     fanout = make_process(f"bench-fanout-{os.getpid()}", fan, overlap="allow")
 
     worker = subprocess.Popen(
-        [sys.executable, "-m", "celery", "-A", "sundial_site", "worker", "--pool", "threads",
-         "--concurrency", "8", "-l", "warning", "--without-gossip", "--without-mingle",
-         "--without-heartbeat"],
+        [
+            sys.executable,
+            "-m",
+            "celery",
+            "-A",
+            "sundial_site",
+            "worker",
+            "--pool",
+            "threads",
+            "--concurrency",
+            "8",
+            "-l",
+            "warning",
+            "--without-gossip",
+            "--without-mingle",
+            "--without-heartbeat",
+        ],
         cwd=ROOT,
     )
     try:
+
         def timed_run(process) -> tuple[float, ProcessRun]:
             start = time.time()
             run = trigger_run(process, "api")
@@ -98,7 +115,7 @@ def main() -> None:
                     break
                 if time.monotonic() > deadline:
                     raise SystemExit(f"run {run.pk} did not finish in 60 s")
-                time.sleep(0.002)
+                time.sleep(0.02)
             if run.status != "succeeded":
                 raise SystemExit(f"run {run.pk} ended {run.status}")
             return run.finished_at.timestamp() - start, run
@@ -112,7 +129,7 @@ def main() -> None:
             attempts = list(run.task_runs.order_by("task_name"))
             handoffs += [
                 (b.started_at - a.finished_at).total_seconds() * 1000
-                for a, b in zip(attempts, attempts[1:], strict=False)
+                for a, b in itertools.pairwise(attempts)
             ]
             fanouts.append(timed_run(fanout)[0])
         floors = [floor_chain20() for _ in range(RUNS)]

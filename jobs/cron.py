@@ -54,7 +54,9 @@ def _fire(definition: ProcessDefinition, now: datetime) -> int:
     return started
 
 
-def _due(definition: ProcessDefinition, now: datetime) -> tuple[tuple[datetime, ...], datetime | None]:
+def _due(
+    definition: ProcessDefinition, now: datetime
+) -> tuple[tuple[datetime, ...], datetime | None]:
     assert definition.next_fire_at is not None
     if definition.schedule_kind == ScheduleKind.CONTINUOUS:
         # One run now; the next fire time is set when it finishes (see orchestrator).
@@ -71,7 +73,9 @@ def _due(definition: ProcessDefinition, now: datetime) -> tuple[tuple[datetime, 
     if fires.missed:
         log.warning(
             "process %s missed %d fire time(s) (catch-up: %s)",
-            definition.name, fires.missed, definition.catch_up,
+            definition.name,
+            fires.missed,
+            definition.catch_up,
         )
     return fires.run_for, fires.next_fire_at
 
@@ -83,11 +87,15 @@ def first_fire_at(definition: ProcessDefinition, now: datetime) -> datetime | No
     if definition.schedule_kind == ScheduleKind.CRON:
         return next_fire_after(definition.cron, definition.timezone, now)
     if definition.schedule_kind == ScheduleKind.CONTINUOUS:
-        if definition.pk and definition.runs.filter(
-            status__in=[RunStatus.QUEUED, RunStatus.RUNNING]
-        ).exists():
+        if (
+            definition.pk
+            and definition.runs.filter(status__in=[RunStatus.QUEUED, RunStatus.RUNNING]).exists()
+        ):
             return None  # set when the active run finishes
-        last = definition.pk and definition.runs.exclude(finished_at=None).order_by("-finished_at").first()
+        last = (
+            definition.pk
+            and definition.runs.exclude(finished_at=None).order_by("-finished_at").first()
+        )
         gap = timedelta(seconds=definition.min_gap_seconds)
         return next_continuous(last.finished_at if last else None, gap, now)
     return None

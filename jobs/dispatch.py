@@ -16,6 +16,4 @@ START_QUEUED = "jobs.tasks.start_queued_run"
 
 def after_commit(task_name: str, *args: object, countdown: float | None = None) -> None:
     """Send the task after the current transaction commits (at once outside a transaction)."""
-    transaction.on_commit(
-        lambda: current_app.send_task(task_name, args=args, countdown=countdown)
-    )
+    transaction.on_commit(lambda: current_app.send_task(task_name, args=args, countdown=countdown))

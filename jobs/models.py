@@ -1,4 +1,4 @@
-"""The domain's tables: definitions (edited in the admin) and runs (written by the engine's shell)."""
+"""The domain's tables: definitions (edited in the admin) and runs (written by the shell)."""
 
 from __future__ import annotations
 
@@ -39,9 +39,12 @@ class ProcessDefinition(models.Model):
     cron = models.CharField(
         max_length=100, blank=True, help_text="Five fields: minute hour day month weekday."
     )
-    timezone = models.CharField(max_length=64, default="UTC", help_text="IANA name, e.g. Europe/Berlin.")
+    timezone = models.CharField(
+        max_length=64, default="UTC", help_text="IANA name, e.g. Europe/Berlin."
+    )
     min_gap_seconds = models.PositiveIntegerField(
-        default=60, help_text="Continuous schedules: pause between one run's end and the next start."
+        default=60,
+        help_text="Continuous schedules: pause between one run's end and the next start.",
     )
     catch_up = models.CharField(
         max_length=8,
@@ -76,8 +79,12 @@ class ProcessDefinition(models.Model):
 class TaskDefinition(models.Model):
     process = models.ForeignKey(ProcessDefinition, on_delete=models.CASCADE, related_name="tasks")
     name = models.SlugField(max_length=100)
-    executor = models.CharField(max_length=8, choices=ExecutorKind.choices, default=ExecutorKind.LOCAL)
-    config = models.JSONField(default=dict, help_text="Executor settings, checked against its schema.")
+    executor = models.CharField(
+        max_length=8, choices=ExecutorKind.choices, default=ExecutorKind.LOCAL
+    )
+    config = models.JSONField(
+        default=dict, help_text="Executor settings, checked against its schema."
+    )
     max_attempts = models.PositiveIntegerField(default=1, validators=[MinValueValidator(1)])
     retry_initial_delay_s = models.FloatField(default=10, validators=[MinValueValidator(0)])
     retry_multiplier = models.FloatField(
@@ -99,7 +106,9 @@ class TaskDefinition(models.Model):
         ordering = ["process", "id"]
         constraints = [
             models.UniqueConstraint(fields=["process", "name"], name="task_name_unique_in_process"),
-            models.CheckConstraint(condition=Q(max_attempts__gte=1), name="task_max_attempts_gte_1"),
+            models.CheckConstraint(
+                condition=Q(max_attempts__gte=1), name="task_max_attempts_gte_1"
+            ),
         ]
 
     def __str__(self) -> str:
@@ -109,7 +118,9 @@ class TaskDefinition(models.Model):
 class TaskDependency(models.Model):
     """An edge: ``task`` runs after ``upstream``. Required: upstream must succeed."""
 
-    task = models.ForeignKey(TaskDefinition, on_delete=models.CASCADE, related_name="upstream_edges")
+    task = models.ForeignKey(
+        TaskDefinition, on_delete=models.CASCADE, related_name="upstream_edges"
+    )
     upstream = models.ForeignKey(
         TaskDefinition, on_delete=models.CASCADE, related_name="downstream_edges"
     )
@@ -118,7 +129,9 @@ class TaskDependency(models.Model):
     class Meta:
         constraints = [
             models.UniqueConstraint(fields=["task", "upstream"], name="dependency_unique"),
-            models.CheckConstraint(condition=~Q(task=models.F("upstream")), name="dependency_no_self"),
+            models.CheckConstraint(
+                condition=~Q(task=models.F("upstream")), name="dependency_no_self"
+            ),
         ]
 
     def __str__(self) -> str:

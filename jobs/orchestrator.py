@@ -15,7 +15,7 @@ from datetime import datetime, timedelta
 from typing import Any
 
 from django.db import IntegrityError, transaction
-from django.db.models import Case, F, Q, Value, When
+from django.db.models import Case, F, Value, When
 from django.db.models.functions import Coalesce
 from django.utils import timezone
 
@@ -52,7 +52,9 @@ def trigger_run(
         if not definition.tasks.exists():
             raise TriggerError(f"process {definition.name!r} has no tasks")
         active = list(
-            definition.runs.filter(status__in=ACTIVE_RUN).order_by("id").values_list("pk", flat=True)
+            definition.runs.filter(status__in=ACTIVE_RUN)
+            .order_by("id")
+            .values_list("pk", flat=True)
         )
         decision = engine.decide_overlap(OverlapPolicy(definition.overlap), active)
         now = timezone.now()
@@ -148,12 +150,22 @@ def _apply(
         case engine.MarkReady():
             pass  # applied in bulk by _advance_locked
         case engine.MarkSkipped(attempt_id=attempt_id, reason=reason):
-            if _move(attempt_id, [AttemptStatus.WAITING], status=AttemptStatus.SKIPPED,
-                     reason=reason, finished_at=now):
+            if _move(
+                attempt_id,
+                [AttemptStatus.WAITING],
+                status=AttemptStatus.SKIPPED,
+                reason=reason,
+                finished_at=now,
+            ):
                 events.append(_new_event(run, by_id[attempt_id], "skipped", reason))
         case engine.Cancel(attempt_id=attempt_id, reason=reason):
-            if _move(attempt_id, [AttemptStatus.WAITING, AttemptStatus.READY],
-                     status=AttemptStatus.KILLED, reason=reason, finished_at=now):
+            if _move(
+                attempt_id,
+                [AttemptStatus.WAITING, AttemptStatus.READY],
+                status=AttemptStatus.KILLED,
+                reason=reason,
+                finished_at=now,
+            ):
                 events.append(_new_event(run, by_id[attempt_id], "cancelled", reason))
         case engine.Terminate(attempt_id=attempt_id, reason=reason, outcome=outcome):
             stopped = TaskRun.objects.filter(
@@ -162,11 +174,18 @@ def _apply(
             if stopped:
                 events.append(_new_event(run, by_id[attempt_id], "terminating", reason))
                 dispatch.after_commit(dispatch.TERMINATE, attempt_id)
-        case engine.ScheduleRetry(task=task, round=round_, number=number, not_before=at, reason=reason):
+        case engine.ScheduleRetry(
+            task=task, round=round_, number=number, not_before=at, reason=reason
+        ):
             previous = latest_attempt(by_id.values(), task)
             retry = TaskRun.objects.create(
-                run=run, task_name=task, round=round_, attempt=number,
-                executor=previous.executor, status=AttemptStatus.WAITING, not_before=at,
+                run=run,
+                task_name=task,
+                round=round_,
+                attempt=number,
+                executor=previous.executor,
+                status=AttemptStatus.WAITING,
+                not_before=at,
             )
             events.append(_new_event(run, retry, "retry_scheduled", reason))
             # Wake the run when the retry falls due; the sweep is the safety net.
@@ -179,7 +198,9 @@ def _apply(
 
 def latest_attempt(task_runs: Iterable[TaskRun], task: str) -> TaskRun:
     """The latest attempt of one task among a run's attempts."""
-    return max((tr for tr in task_runs if tr.task_name == task), key=lambda tr: (tr.round, tr.attempt))
+    return max(
+        (tr for tr in task_runs if tr.task_name == task), key=lambda tr: (tr.round, tr.attempt)
+    )
 
 
 def _move(attempt_id: int, expected: Sequence[str], **changes: Any) -> bool:
@@ -194,7 +215,9 @@ def _finish_run(run: ProcessRun, status: RunStatus, reason: str, now: datetime) 
     run.status, run.reason, run.finished_at, run.wake_at = status, reason, now, None
     # Continuous schedules count their gap from the end of the previous run.
     gap = (
-        ProcessDefinition.objects.filter(pk=run.definition_id, schedule_kind=ScheduleKind.CONTINUOUS)
+        ProcessDefinition.objects.filter(
+            pk=run.definition_id, schedule_kind=ScheduleKind.CONTINUOUS
+        )
         .values_list("min_gap_seconds", flat=True)
         .first()
     )
@@ -230,19 +253,29 @@ def retry_failed_tasks(run_id: int, *, user: User | None = None) -> list[str]:
     with transaction.atomic():
         run = ProcessRun.objects.select_for_update().get(pk=run_id)
         if run.status not in (RunStatus.FAILED, RunStatus.KILLED):
-            raise TriggerError(f"run {run.pk} is {run.status}; only failed or killed runs can be retried")
+            raise TriggerError(
+                f"run {run.pk} is {run.status}; only failed or killed runs can be retried"
+            )
         task_runs = list(run.task_runs.all())
         names = engine.rerun_tasks(run_state(run, task_runs))
         next_round = max(tr.round for tr in task_runs) + 1
         executors = {e["name"]: e["executor"] for e in run.snapshot["tasks"]}
         TaskRun.objects.bulk_create(
-            TaskRun(run=run, task_name=name, round=next_round, executor=executors[name],
-                    status=AttemptStatus.WAITING)
+            TaskRun(
+                run=run,
+                task_name=name,
+                round=next_round,
+                executor=executors[name],
+                status=AttemptStatus.WAITING,
+            )
             for name in names
         )
         ProcessRun.objects.filter(pk=run.pk).update(
-            status=RunStatus.RUNNING, finished_at=None, kill_requested_at=None,
-            kill_requested_by=None, reason="",
+            status=RunStatus.RUNNING,
+            finished_at=None,
+            kill_requested_at=None,
+            kill_requested_by=None,
+            reason="",
         )
         run.status, run.kill_requested_at = RunStatus.RUNNING, None
         who = f" by {user.get_username()}" if user else ""
@@ -294,7 +327,9 @@ def record_outcomes(outcomes: Sequence[Outcome]) -> None:
         with transaction.atomic():
             now = timezone.now()
             run = ProcessRun.objects.select_for_update().get(pk=run_id)
-            attempts = {tr.pk: tr for tr in run.task_runs.filter(pk__in=[o.task_run_id for o in items])}
+            attempts = {
+                tr.pk: tr for tr in run.task_runs.filter(pk__in=[o.task_run_id for o in items])
+            }
             for outcome in items:
                 _finish_attempt(run, attempts[outcome.task_run_id], outcome, now)
             if run.status == RunStatus.RUNNING:
@@ -304,7 +339,9 @@ def record_outcomes(outcomes: Sequence[Outcome]) -> None:
 def _finish_attempt(run: ProcessRun, tr: TaskRun, outcome: Outcome, now: datetime) -> None:
     spec = task_spec(task_entry(run.snapshot, tr.task_name))
     terminated_as = AttemptStatus(tr.terminate_as) if tr.terminate_as else None
-    status, reason = engine.attempt_outcome(spec, outcome.exit_code, tr.reported_success, terminated_as)
+    status, reason = engine.attempt_outcome(
+        spec, outcome.exit_code, tr.reported_success, terminated_as
+    )
     if outcome.note:
         # With no exit code the note *is* the explanation ("lost: ..."), unless the
         # attempt was being stopped on purpose: then both matter.
@@ -312,7 +349,10 @@ def _finish_attempt(run: ProcessRun, tr: TaskRun, outcome: Outcome, now: datetim
         reason = outcome.note if unexplained or not reason else f"{reason}; {outcome.note}"
     ended = outcome.ended_at or now
     finished = TaskRun.objects.filter(pk=tr.pk, status__in=_ACTIVE).update(
-        status=status, exit_code=outcome.exit_code, reason=reason, finished_at=ended,
+        status=status,
+        exit_code=outcome.exit_code,
+        reason=reason,
+        finished_at=ended,
         started_at=Coalesce(F("started_at"), Value(ended)),
     )
     if finished:
@@ -322,9 +362,13 @@ def _finish_attempt(run: ProcessRun, tr: TaskRun, outcome: Outcome, now: datetim
 # ---- events ----
 
 
-def _new_event(run: ProcessRun, tr: TaskRun | None, kind: str, message: str, actor: User | None = None) -> TaskEvent:
+def _new_event(
+    run: ProcessRun, tr: TaskRun | None, kind: str, message: str, actor: User | None = None
+) -> TaskEvent:
     return TaskEvent(run=run, task_run=tr, kind=kind, message=message, actor=actor)
 
 
-def _event(run: ProcessRun, tr: TaskRun | None, kind: str, message: str, actor: User | None = None) -> None:
+def _event(
+    run: ProcessRun, tr: TaskRun | None, kind: str, message: str, actor: User | None = None
+) -> None:
     _new_event(run, tr, kind, message, actor).save()

@@ -40,8 +40,12 @@ def take_snapshot(definition: ProcessDefinition) -> dict[str, Any]:
                 "time_limit_s": task.time_limit_s,
                 "retry_on_timeout": task.retry_on_timeout,
                 "require_explicit_success": task.require_explicit_success,
-                "requires": sorted(e.upstream.name for e in task.upstream_edges.all() if e.required),
-                "after": sorted(e.upstream.name for e in task.upstream_edges.all() if not e.required),
+                "requires": sorted(
+                    e.upstream.name for e in task.upstream_edges.all() if e.required
+                ),
+                "after": sorted(
+                    e.upstream.name for e in task.upstream_edges.all() if not e.required
+                ),
             }
             for task in tasks
         ],
@@ -80,6 +84,8 @@ def to_attempt(task_run: TaskRun) -> Attempt:
         started_at=task_run.started_at,
         finished_at=task_run.finished_at,
         terminate_requested=task_run.terminate_requested_at is not None,
+        # While an attempt is being stopped its reason field holds why (see orchestrator).
+        terminate_reason=task_run.reason if task_run.terminate_requested_at else None,
     )
 
 

@@ -64,11 +64,15 @@ def submit_task_run(task_run_id: int) -> bool:
             )
         )
     except ConfigError as exc:
-        orchestrator.record_outcomes([orchestrator.Outcome(task_run.pk, None, f"invalid executor config: {exc}")])
+        orchestrator.record_outcomes(
+            [orchestrator.Outcome(task_run.pk, None, f"invalid executor config: {exc}")]
+        )
         return True
     except ExecutorError as exc:
         if exc.permanent:
-            orchestrator.record_outcomes([orchestrator.Outcome(task_run.pk, None, f"could not start: {exc.message}")])
+            orchestrator.record_outcomes(
+                [orchestrator.Outcome(task_run.pk, None, f"could not start: {exc.message}")]
+            )
             return True
         TaskRun.objects.filter(pk=task_run.pk, status=AttemptStatus.SUBMITTING).update(
             status=AttemptStatus.READY
@@ -118,7 +122,11 @@ def recover_stuck_submissions() -> int:
             _after_submit(task_run, executor.runs_on_submit, found.external_id, found.log_ref)
         else:
             orchestrator.record_outcomes(
-                [orchestrator.Outcome(task_run.pk, None, "lost while submitting (its worker stopped)")]
+                [
+                    orchestrator.Outcome(
+                        task_run.pk, None, "lost while submitting (its worker stopped)"
+                    )
+                ]
             )
         recovered += 1
     return recovered

@@ -30,9 +30,9 @@ POLL_BATCH = 100  # DescribeJobs / DescribeTasks take at most 100 ids per call
 def advance_due_runs() -> int:
     """Advance runs whose wake-up time has passed (retries falling due, time limits)."""
     due = list(
-        ProcessRun.objects.filter(status=RunStatus.RUNNING, wake_at__lte=timezone.now()).values_list(
-            "pk", flat=True
-        )
+        ProcessRun.objects.filter(
+            status=RunStatus.RUNNING, wake_at__lte=timezone.now()
+        ).values_list("pk", flat=True)
     )
     for run_id in due:
         orchestrator.advance_run(run_id)
@@ -51,10 +51,7 @@ def fail_lost_local_attempts() -> int:
     )
     if lost:
         orchestrator.record_outcomes(
-            [
-                orchestrator.Outcome(pk, None, _lost_note(beat))
-                for pk, beat in lost
-            ]
+            [orchestrator.Outcome(pk, None, _lost_note(beat)) for pk, beat in lost]
         )
     return len(lost)
 
@@ -72,15 +69,19 @@ def reconcile() -> int:
     """Re-enqueue what the database says is due, in case its message was lost."""
     now = timezone.now()
     count = recover_stuck_submissions()
-    for task_run_id in TaskRun.objects.filter(status=AttemptStatus.READY).filter(
-        Q(not_before__isnull=True) | Q(not_before__lte=now)
-    ).values_list("pk", flat=True):
+    for task_run_id in (
+        TaskRun.objects.filter(status=AttemptStatus.READY)
+        .filter(Q(not_before__isnull=True) | Q(not_before__lte=now))
+        .values_list("pk", flat=True)
+    ):
         dispatch.after_commit(dispatch.SUBMIT, task_run_id)
         count += 1
     for run_id in ProcessRun.objects.filter(status=RunStatus.RUNNING).values_list("pk", flat=True):
         orchestrator.advance_run(run_id, now)
     for definition_id in (
-        ProcessRun.objects.filter(status=RunStatus.QUEUED).values_list("definition_id", flat=True).distinct()
+        ProcessRun.objects.filter(status=RunStatus.QUEUED)
+        .values_list("definition_id", flat=True)
+        .distinct()
     ):
         if orchestrator.start_queued_run(definition_id):
             count += 1
@@ -123,11 +124,10 @@ def _apply_statuses(task_runs: list[TaskRun], statuses: dict[str, Status]) -> in
             )
         elif status.state == State.RUNNING and task_run.status == AttemptStatus.SUBMITTED:
             started = status.started_at or timezone.now()
-            changed += TaskRun.objects.filter(pk=task_run.pk, status=AttemptStatus.SUBMITTED).update(
-                status=AttemptStatus.RUNNING, started_at=started
-            )
+            changed += TaskRun.objects.filter(
+                pk=task_run.pk, status=AttemptStatus.SUBMITTED
+            ).update(status=AttemptStatus.RUNNING, started_at=started)
             orchestrator.advance_run(task_run.run_id)
     if finished:
         orchestrator.record_outcomes(finished)
     return changed + len(finished)
-

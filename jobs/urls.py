@@ -1,3 +1,12 @@
 from django.urls import path
 
-urlpatterns: list = []
+from jobs import api, views
+
+urlpatterns = [
+    path("", views.home, name="home"),
+    path(
+        "api/v1/task-runs/<int:task_run_id>/report",
+        api.report_task_run,
+        name="api-task-run-report",
+    ),
+]

@@ -20,7 +20,9 @@ pytestmark = pytest.mark.django_db(transaction=True)
 def worker():
     with app.connection_for_write() as conn:
         conn.default_channel.queue_purge(app.conf.task_default_queue)  # earlier tests' leftovers
-    with start_worker(app, pool="threads", concurrency=4, perform_ping_check=False, loglevel="WARNING"):
+    with start_worker(
+        app, pool="threads", concurrency=4, perform_ping_check=False, loglevel="WARNING"
+    ):
         yield
     connections.close_all()
 

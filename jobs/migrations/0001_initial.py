@@ -5,215 +5,611 @@ import django.contrib.auth.validators
 import django.core.validators
 import django.db.models.deletion
 import django.utils.timezone
-import jobs.engine
-import jobs.models
-import jobs.schedule
 from django.conf import settings
 from django.db import migrations, models
 
+import jobs.engine
+import jobs.models
+import jobs.schedule
+
 
 class Migration(migrations.Migration):
-
     initial = True
 
     dependencies = [
-        ('auth', '0012_alter_user_first_name_max_length'),
+        ("auth", "0012_alter_user_first_name_max_length"),
     ]
 
     operations = [
         migrations.CreateModel(
-            name='ProcessDefinition',
+            name="ProcessDefinition",
             fields=[
-                ('id', models.BigAutoField(auto_created=True, primary_key=True, serialize=False, verbose_name='ID')),
-                ('name', models.SlugField(max_length=100, unique=True)),
-                ('description', models.TextField(blank=True)),
-                ('schedule_kind', models.CharField(choices=[('none', 'Manual / API only'), ('cron', 'Cron'), ('continuous', 'Continuous')], default='none', max_length=12)),
-                ('cron', models.CharField(blank=True, help_text='Five fields: minute hour day month weekday.', max_length=100)),
-                ('timezone', models.CharField(default='UTC', help_text='IANA name, e.g. Europe/Berlin.', max_length=64)),
-                ('min_gap_seconds', models.PositiveIntegerField(default=60, help_text="Continuous schedules: pause between one run's end and the next start.")),
-                ('catch_up', models.CharField(choices=[('latest', 'latest'), ('none', 'none'), ('all', 'all')], default=jobs.schedule.CatchUp['LATEST'], help_text='After downtime: run the latest missed time, none, or all within the window.', max_length=8)),
-                ('catch_up_window_seconds', models.PositiveIntegerField(default=86400)),
-                ('overlap', models.CharField(choices=[('allow', 'allow'), ('skip', 'skip'), ('queue', 'queue'), ('replace', 'replace')], default=jobs.engine.OverlapPolicy['SKIP'], help_text='When a run is triggered while another is active: allow, skip, queue or replace.', max_length=8)),
-                ('next_fire_at', models.DateTimeField(blank=True, db_index=True, editable=False, null=True)),
-                ('paused', models.BooleanField(default=False)),
-                ('critical', models.BooleanField(default=False, help_text='Failures page PagerDuty.')),
-                ('owner', models.CharField(blank=True, help_text='Team or person responsible.', max_length=100)),
-                ('archived', models.BooleanField(default=False, help_text='Archived processes never run; their history stays readable.')),
-                ('created_at', models.DateTimeField(auto_now_add=True)),
-                ('updated_at', models.DateTimeField(auto_now=True)),
+                (
+                    "id",
+                    models.BigAutoField(
+                        auto_created=True, primary_key=True, serialize=False, verbose_name="ID"
+                    ),
+                ),
+                ("name", models.SlugField(max_length=100, unique=True)),
+                ("description", models.TextField(blank=True)),
+                (
+                    "schedule_kind",
+                    models.CharField(
+                        choices=[
+                            ("none", "Manual / API only"),
+                            ("cron", "Cron"),
+                            ("continuous", "Continuous"),
+                        ],
+                        default="none",
+                        max_length=12,
+                    ),
+                ),
+                (
+                    "cron",
+                    models.CharField(
+                        blank=True,
+                        help_text="Five fields: minute hour day month weekday.",
+                        max_length=100,
+                    ),
+                ),
+                (
+                    "timezone",
+                    models.CharField(
+                        default="UTC", help_text="IANA name, e.g. Europe/Berlin.", max_length=64
+                    ),
+                ),
+                (
+                    "min_gap_seconds",
+                    models.PositiveIntegerField(
+                        default=60,
+                        help_text="Continuous schedules: pause between one run's end and the next start.",
+                    ),
+                ),
+                (
+                    "catch_up",
+                    models.CharField(
+                        choices=[("latest", "latest"), ("none", "none"), ("all", "all")],
+                        default=jobs.schedule.CatchUp["LATEST"],
+                        help_text="After downtime: run the latest missed time, none, or all within the window.",
+                        max_length=8,
+                    ),
+                ),
+                ("catch_up_window_seconds", models.PositiveIntegerField(default=86400)),
+                (
+                    "overlap",
+                    models.CharField(
+                        choices=[
+                            ("allow", "allow"),
+                            ("skip", "skip"),
+                            ("queue", "queue"),
+                            ("replace", "replace"),
+                        ],
+                        default=jobs.engine.OverlapPolicy["SKIP"],
+                        help_text="When a run is triggered while another is active: allow, skip, queue or replace.",
+                        max_length=8,
+                    ),
+                ),
+                (
+                    "next_fire_at",
+                    models.DateTimeField(blank=True, db_index=True, editable=False, null=True),
+                ),
+                ("paused", models.BooleanField(default=False)),
+                (
+                    "critical",
+                    models.BooleanField(default=False, help_text="Failures page PagerDuty."),
+                ),
+                (
+                    "owner",
+                    models.CharField(
+                        blank=True, help_text="Team or person responsible.", max_length=100
+                    ),
+                ),
+                (
+                    "archived",
+                    models.BooleanField(
+                        default=False,
+                        help_text="Archived processes never run; their history stays readable.",
+                    ),
+                ),
+                ("created_at", models.DateTimeField(auto_now_add=True)),
+                ("updated_at", models.DateTimeField(auto_now=True)),
             ],
             options={
-                'ordering': ['name'],
+                "ordering": ["name"],
             },
         ),
         migrations.CreateModel(
-            name='User',
+            name="User",
             fields=[
-                ('id', models.BigAutoField(auto_created=True, primary_key=True, serialize=False, verbose_name='ID')),
-                ('password', models.CharField(max_length=128, verbose_name='password')),
-                ('last_login', models.DateTimeField(blank=True, null=True, verbose_name='last login')),
-                ('is_superuser', models.BooleanField(default=False, help_text='Designates that this user has all permissions without explicitly assigning them.', verbose_name='superuser status')),
-                ('username', models.CharField(error_messages={'unique': 'A user with that username already exists.'}, help_text='Required. 150 characters or fewer. Letters, digits and @/./+/-/_ only.', max_length=150, unique=True, validators=[django.contrib.auth.validators.UnicodeUsernameValidator()], verbose_name='username')),
-                ('first_name', models.CharField(blank=True, max_length=150, verbose_name='first name')),
-                ('last_name', models.CharField(blank=True, max_length=150, verbose_name='last name')),
-                ('email', models.EmailField(blank=True, max_length=254, verbose_name='email address')),
-                ('is_staff', models.BooleanField(default=False, help_text='Designates whether the user can log into this admin site.', verbose_name='staff status')),
-                ('is_active', models.BooleanField(default=True, help_text='Designates whether this user should be treated as active. Unselect this instead of deleting accounts.', verbose_name='active')),
-                ('date_joined', models.DateTimeField(default=django.utils.timezone.now, verbose_name='date joined')),
-                ('groups', models.ManyToManyField(blank=True, help_text='The groups this user belongs to. A user will get all permissions granted to each of their groups.', related_name='user_set', related_query_name='user', to='auth.group', verbose_name='groups')),
-                ('user_permissions', models.ManyToManyField(blank=True, help_text='Specific permissions for this user.', related_name='user_set', related_query_name='user', to='auth.permission', verbose_name='user permissions')),
+                (
+                    "id",
+                    models.BigAutoField(
+                        auto_created=True, primary_key=True, serialize=False, verbose_name="ID"
+                    ),
+                ),
+                ("password", models.CharField(max_length=128, verbose_name="password")),
+                (
+                    "last_login",
+                    models.DateTimeField(blank=True, null=True, verbose_name="last login"),
+                ),
+                (
+                    "is_superuser",
+                    models.BooleanField(
+                        default=False,
+                        help_text="Designates that this user has all permissions without explicitly assigning them.",
+                        verbose_name="superuser status",
+                    ),
+                ),
+                (
+                    "username",
+                    models.CharField(
+                        error_messages={"unique": "A user with that username already exists."},
+                        help_text="Required. 150 characters or fewer. Letters, digits and @/./+/-/_ only.",
+                        max_length=150,
+                        unique=True,
+                        validators=[django.contrib.auth.validators.UnicodeUsernameValidator()],
+                        verbose_name="username",
+                    ),
+                ),
+                (
+                    "first_name",
+                    models.CharField(blank=True, max_length=150, verbose_name="first name"),
+                ),
+                (
+                    "last_name",
+                    models.CharField(blank=True, max_length=150, verbose_name="last name"),
+                ),
+                (
+                    "email",
+                    models.EmailField(blank=True, max_length=254, verbose_name="email address"),
+                ),
+                (
+                    "is_staff",
+                    models.BooleanField(
+                        default=False,
+                        help_text="Designates whether the user can log into this admin site.",
+                        verbose_name="staff status",
+                    ),
+                ),
+                (
+                    "is_active",
+                    models.BooleanField(
+                        default=True,
+                        help_text="Designates whether this user should be treated as active. Unselect this instead of deleting accounts.",
+                        verbose_name="active",
+                    ),
+                ),
+                (
+                    "date_joined",
+                    models.DateTimeField(
+                        default=django.utils.timezone.now, verbose_name="date joined"
+                    ),
+                ),
+                (
+                    "groups",
+                    models.ManyToManyField(
+                        blank=True,
+                        help_text="The groups this user belongs to. A user will get all permissions granted to each of their groups.",
+                        related_name="user_set",
+                        related_query_name="user",
+                        to="auth.group",
+                        verbose_name="groups",
+                    ),
+                ),
+                (
+                    "user_permissions",
+                    models.ManyToManyField(
+                        blank=True,
+                        help_text="Specific permissions for this user.",
+                        related_name="user_set",
+                        related_query_name="user",
+                        to="auth.permission",
+                        verbose_name="user permissions",
+                    ),
+                ),
             ],
             options={
-                'verbose_name': 'user',
-                'verbose_name_plural': 'users',
-                'abstract': False,
+                "verbose_name": "user",
+                "verbose_name_plural": "users",
+                "abstract": False,
             },
             managers=[
-                ('objects', django.contrib.auth.models.UserManager()),
+                ("objects", django.contrib.auth.models.UserManager()),
             ],
         ),
         migrations.CreateModel(
-            name='ProcessRun',
+            name="ProcessRun",
             fields=[
-                ('id', models.BigAutoField(auto_created=True, primary_key=True, serialize=False, verbose_name='ID')),
-                ('snapshot', models.JSONField()),
-                ('trigger', models.CharField(choices=[('schedule', 'Schedule'), ('manual', 'Manual'), ('api', 'Api'), ('retry', 'Retry')], max_length=10)),
-                ('scheduled_for', models.DateTimeField(blank=True, null=True)),
-                ('parameters', models.JSONField(blank=True, default=dict)),
-                ('status', models.CharField(choices=[('queued', 'queued'), ('running', 'running'), ('succeeded', 'succeeded'), ('failed', 'failed'), ('killed', 'killed'), ('skipped', 'skipped')], db_index=True, max_length=10)),
-                ('reason', models.TextField(blank=True)),
-                ('kill_requested_at', models.DateTimeField(blank=True, null=True)),
-                ('wake_at', models.DateTimeField(blank=True, db_index=True, null=True)),
-                ('created_at', models.DateTimeField(auto_now_add=True)),
-                ('started_at', models.DateTimeField(blank=True, null=True)),
-                ('finished_at', models.DateTimeField(blank=True, null=True)),
-                ('definition', models.ForeignKey(on_delete=django.db.models.deletion.PROTECT, related_name='runs', to='jobs.processdefinition')),
-                ('kill_requested_by', models.ForeignKey(blank=True, null=True, on_delete=django.db.models.deletion.SET_NULL, related_name='+', to=settings.AUTH_USER_MODEL)),
-                ('triggered_by', models.ForeignKey(blank=True, null=True, on_delete=django.db.models.deletion.SET_NULL, related_name='+', to=settings.AUTH_USER_MODEL)),
+                (
+                    "id",
+                    models.BigAutoField(
+                        auto_created=True, primary_key=True, serialize=False, verbose_name="ID"
+                    ),
+                ),
+                ("snapshot", models.JSONField()),
+                (
+                    "trigger",
+                    models.CharField(
+                        choices=[
+                            ("schedule", "Schedule"),
+                            ("manual", "Manual"),
+                            ("api", "Api"),
+                            ("retry", "Retry"),
+                        ],
+                        max_length=10,
+                    ),
+                ),
+                ("scheduled_for", models.DateTimeField(blank=True, null=True)),
+                ("parameters", models.JSONField(blank=True, default=dict)),
+                (
+                    "status",
+                    models.CharField(
+                        choices=[
+                            ("queued", "queued"),
+                            ("running", "running"),
+                            ("succeeded", "succeeded"),
+                            ("failed", "failed"),
+                            ("killed", "killed"),
+                            ("skipped", "skipped"),
+                        ],
+                        db_index=True,
+                        max_length=10,
+                    ),
+                ),
+                ("reason", models.TextField(blank=True)),
+                ("kill_requested_at", models.DateTimeField(blank=True, null=True)),
+                ("wake_at", models.DateTimeField(blank=True, db_index=True, null=True)),
+                ("created_at", models.DateTimeField(auto_now_add=True)),
+                ("started_at", models.DateTimeField(blank=True, null=True)),
+                ("finished_at", models.DateTimeField(blank=True, null=True)),
+                (
+                    "definition",
+                    models.ForeignKey(
+                        on_delete=django.db.models.deletion.PROTECT,
+                        related_name="runs",
+                        to="jobs.processdefinition",
+                    ),
+                ),
+                (
+                    "kill_requested_by",
+                    models.ForeignKey(
+                        blank=True,
+                        null=True,
+                        on_delete=django.db.models.deletion.SET_NULL,
+                        related_name="+",
+                        to=settings.AUTH_USER_MODEL,
+                    ),
+                ),
+                (
+                    "triggered_by",
+                    models.ForeignKey(
+                        blank=True,
+                        null=True,
+                        on_delete=django.db.models.deletion.SET_NULL,
+                        related_name="+",
+                        to=settings.AUTH_USER_MODEL,
+                    ),
+                ),
             ],
             options={
-                'ordering': ['-id'],
+                "ordering": ["-id"],
             },
         ),
         migrations.CreateModel(
-            name='TaskDefinition',
+            name="TaskDefinition",
             fields=[
-                ('id', models.BigAutoField(auto_created=True, primary_key=True, serialize=False, verbose_name='ID')),
-                ('name', models.SlugField(max_length=100)),
-                ('executor', models.CharField(choices=[('local', 'Local subprocess'), ('batch', 'AWS Batch'), ('ecs', 'AWS ECS')], default='local', max_length=8)),
-                ('config', models.JSONField(default=dict, help_text='Executor settings, checked against its schema.')),
-                ('max_attempts', models.PositiveIntegerField(default=1, validators=[django.core.validators.MinValueValidator(1)])),
-                ('retry_initial_delay_s', models.FloatField(default=10, validators=[django.core.validators.MinValueValidator(0)])),
-                ('retry_multiplier', models.FloatField(default=2, help_text='1 = fixed delay; 2 = doubling.', validators=[django.core.validators.MinValueValidator(1)])),
-                ('retry_max_delay_s', models.FloatField(default=600, validators=[django.core.validators.MinValueValidator(0)])),
-                ('retry_jitter', models.FloatField(default=0.1, help_text='Fraction of the delay, 0 to 1.', validators=[django.core.validators.MinValueValidator(0)])),
-                ('time_limit_s', models.PositiveIntegerField(blank=True, help_text='Counted from RUNNING. Empty: no limit.', null=True)),
-                ('retry_on_timeout', models.BooleanField(default=True)),
-                ('require_explicit_success', models.BooleanField(default=False, help_text='Exit 0 counts only if the task reported success through the API.')),
-                ('process', models.ForeignKey(on_delete=django.db.models.deletion.CASCADE, related_name='tasks', to='jobs.processdefinition')),
+                (
+                    "id",
+                    models.BigAutoField(
+                        auto_created=True, primary_key=True, serialize=False, verbose_name="ID"
+                    ),
+                ),
+                ("name", models.SlugField(max_length=100)),
+                (
+                    "executor",
+                    models.CharField(
+                        choices=[
+                            ("local", "Local subprocess"),
+                            ("batch", "AWS Batch"),
+                            ("ecs", "AWS ECS"),
+                        ],
+                        default="local",
+                        max_length=8,
+                    ),
+                ),
+                (
+                    "config",
+                    models.JSONField(
+                        default=dict, help_text="Executor settings, checked against its schema."
+                    ),
+                ),
+                (
+                    "max_attempts",
+                    models.PositiveIntegerField(
+                        default=1, validators=[django.core.validators.MinValueValidator(1)]
+                    ),
+                ),
+                (
+                    "retry_initial_delay_s",
+                    models.FloatField(
+                        default=10, validators=[django.core.validators.MinValueValidator(0)]
+                    ),
+                ),
+                (
+                    "retry_multiplier",
+                    models.FloatField(
+                        default=2,
+                        help_text="1 = fixed delay; 2 = doubling.",
+                        validators=[django.core.validators.MinValueValidator(1)],
+                    ),
+                ),
+                (
+                    "retry_max_delay_s",
+                    models.FloatField(
+                        default=600, validators=[django.core.validators.MinValueValidator(0)]
+                    ),
+                ),
+                (
+                    "retry_jitter",
+                    models.FloatField(
+                        default=0.1,
+                        help_text="Fraction of the delay, 0 to 1.",
+                        validators=[django.core.validators.MinValueValidator(0)],
+                    ),
+                ),
+                (
+                    "time_limit_s",
+                    models.PositiveIntegerField(
+                        blank=True, help_text="Counted from RUNNING. Empty: no limit.", null=True
+                    ),
+                ),
+                ("retry_on_timeout", models.BooleanField(default=True)),
+                (
+                    "require_explicit_success",
+                    models.BooleanField(
+                        default=False,
+                        help_text="Exit 0 counts only if the task reported success through the API.",
+                    ),
+                ),
+                (
+                    "process",
+                    models.ForeignKey(
+                        on_delete=django.db.models.deletion.CASCADE,
+                        related_name="tasks",
+                        to="jobs.processdefinition",
+                    ),
+                ),
             ],
             options={
-                'ordering': ['process', 'id'],
+                "ordering": ["process", "id"],
             },
         ),
         migrations.CreateModel(
-            name='TaskDependency',
+            name="TaskDependency",
             fields=[
-                ('id', models.BigAutoField(auto_created=True, primary_key=True, serialize=False, verbose_name='ID')),
-                ('required', models.BooleanField(default=True)),
-                ('task', models.ForeignKey(on_delete=django.db.models.deletion.CASCADE, related_name='upstream_edges', to='jobs.taskdefinition')),
-                ('upstream', models.ForeignKey(on_delete=django.db.models.deletion.CASCADE, related_name='downstream_edges', to='jobs.taskdefinition')),
+                (
+                    "id",
+                    models.BigAutoField(
+                        auto_created=True, primary_key=True, serialize=False, verbose_name="ID"
+                    ),
+                ),
+                ("required", models.BooleanField(default=True)),
+                (
+                    "task",
+                    models.ForeignKey(
+                        on_delete=django.db.models.deletion.CASCADE,
+                        related_name="upstream_edges",
+                        to="jobs.taskdefinition",
+                    ),
+                ),
+                (
+                    "upstream",
+                    models.ForeignKey(
+                        on_delete=django.db.models.deletion.CASCADE,
+                        related_name="downstream_edges",
+                        to="jobs.taskdefinition",
+                    ),
+                ),
             ],
         ),
         migrations.CreateModel(
-            name='TaskRun',
+            name="TaskRun",
             fields=[
-                ('id', models.BigAutoField(auto_created=True, primary_key=True, serialize=False, verbose_name='ID')),
-                ('task_name', models.CharField(max_length=100)),
-                ('round', models.PositiveIntegerField(default=1)),
-                ('attempt', models.PositiveIntegerField(default=1)),
-                ('executor', models.CharField(choices=[('local', 'Local subprocess'), ('batch', 'AWS Batch'), ('ecs', 'AWS ECS')], max_length=8)),
-                ('status', models.CharField(choices=[('waiting', 'waiting'), ('ready', 'ready'), ('submitting', 'submitting'), ('submitted', 'submitted'), ('running', 'running'), ('succeeded', 'succeeded'), ('failed', 'failed'), ('timed_out', 'timed_out'), ('killed', 'killed'), ('skipped', 'skipped')], db_index=True, max_length=12)),
-                ('not_before', models.DateTimeField(blank=True, null=True)),
-                ('external_id', models.CharField(blank=True, max_length=512)),
-                ('log_ref', models.CharField(blank=True, max_length=1024)),
-                ('exit_code', models.IntegerField(blank=True, null=True)),
-                ('reason', models.TextField(blank=True)),
-                ('reported_success', models.BooleanField(blank=True, null=True)),
-                ('terminate_requested_at', models.DateTimeField(blank=True, null=True)),
-                ('terminate_as', models.CharField(blank=True, help_text='The status an attempt being stopped ends with.', max_length=12)),
-                ('token', models.CharField(default=jobs.models.new_token, editable=False, max_length=64)),
-                ('created_at', models.DateTimeField(auto_now_add=True)),
-                ('submitting_at', models.DateTimeField(blank=True, null=True)),
-                ('submitted_at', models.DateTimeField(blank=True, null=True)),
-                ('started_at', models.DateTimeField(blank=True, null=True)),
-                ('finished_at', models.DateTimeField(blank=True, null=True)),
-                ('heartbeat_at', models.DateTimeField(blank=True, null=True)),
-                ('run', models.ForeignKey(on_delete=django.db.models.deletion.CASCADE, related_name='task_runs', to='jobs.processrun')),
+                (
+                    "id",
+                    models.BigAutoField(
+                        auto_created=True, primary_key=True, serialize=False, verbose_name="ID"
+                    ),
+                ),
+                ("task_name", models.CharField(max_length=100)),
+                ("round", models.PositiveIntegerField(default=1)),
+                ("attempt", models.PositiveIntegerField(default=1)),
+                (
+                    "executor",
+                    models.CharField(
+                        choices=[
+                            ("local", "Local subprocess"),
+                            ("batch", "AWS Batch"),
+                            ("ecs", "AWS ECS"),
+                        ],
+                        max_length=8,
+                    ),
+                ),
+                (
+                    "status",
+                    models.CharField(
+                        choices=[
+                            ("waiting", "waiting"),
+                            ("ready", "ready"),
+                            ("submitting", "submitting"),
+                            ("submitted", "submitted"),
+                            ("running", "running"),
+                            ("succeeded", "succeeded"),
+                            ("failed", "failed"),
+                            ("timed_out", "timed_out"),
+                            ("killed", "killed"),
+                            ("skipped", "skipped"),
+                        ],
+                        db_index=True,
+                        max_length=12,
+                    ),
+                ),
+                ("not_before", models.DateTimeField(blank=True, null=True)),
+                ("external_id", models.CharField(blank=True, max_length=512)),
+                ("log_ref", models.CharField(blank=True, max_length=1024)),
+                ("exit_code", models.IntegerField(blank=True, null=True)),
+                ("reason", models.TextField(blank=True)),
+                ("reported_success", models.BooleanField(blank=True, null=True)),
+                ("terminate_requested_at", models.DateTimeField(blank=True, null=True)),
+                (
+                    "terminate_as",
+                    models.CharField(
+                        blank=True,
+                        help_text="The status an attempt being stopped ends with.",
+                        max_length=12,
+                    ),
+                ),
+                (
+                    "token",
+                    models.CharField(default=jobs.models.new_token, editable=False, max_length=64),
+                ),
+                ("created_at", models.DateTimeField(auto_now_add=True)),
+                ("submitting_at", models.DateTimeField(blank=True, null=True)),
+                ("submitted_at", models.DateTimeField(blank=True, null=True)),
+                ("started_at", models.DateTimeField(blank=True, null=True)),
+                ("finished_at", models.DateTimeField(blank=True, null=True)),
+                ("heartbeat_at", models.DateTimeField(blank=True, null=True)),
+                (
+                    "run",
+                    models.ForeignKey(
+                        on_delete=django.db.models.deletion.CASCADE,
+                        related_name="task_runs",
+                        to="jobs.processrun",
+                    ),
+                ),
             ],
             options={
-                'ordering': ['run', 'id'],
+                "ordering": ["run", "id"],
             },
         ),
         migrations.CreateModel(
-            name='TaskMetadata',
+            name="TaskMetadata",
             fields=[
-                ('id', models.BigAutoField(auto_created=True, primary_key=True, serialize=False, verbose_name='ID')),
-                ('key', models.CharField(max_length=200)),
-                ('value', models.JSONField()),
-                ('numeric_value', models.FloatField(blank=True, null=True)),
-                ('reported_at', models.DateTimeField(auto_now=True)),
-                ('task_run', models.ForeignKey(on_delete=django.db.models.deletion.CASCADE, related_name='metadata', to='jobs.taskrun')),
+                (
+                    "id",
+                    models.BigAutoField(
+                        auto_created=True, primary_key=True, serialize=False, verbose_name="ID"
+                    ),
+                ),
+                ("key", models.CharField(max_length=200)),
+                ("value", models.JSONField()),
+                ("numeric_value", models.FloatField(blank=True, null=True)),
+                ("reported_at", models.DateTimeField(auto_now=True)),
+                (
+                    "task_run",
+                    models.ForeignKey(
+                        on_delete=django.db.models.deletion.CASCADE,
+                        related_name="metadata",
+                        to="jobs.taskrun",
+                    ),
+                ),
             ],
             options={
-                'ordering': ['key'],
+                "ordering": ["key"],
             },
         ),
         migrations.CreateModel(
-            name='TaskEvent',
+            name="TaskEvent",
             fields=[
-                ('id', models.BigAutoField(auto_created=True, primary_key=True, serialize=False, verbose_name='ID')),
-                ('at', models.DateTimeField(auto_now_add=True)),
-                ('kind', models.CharField(max_length=32)),
-                ('message', models.TextField()),
-                ('actor', models.ForeignKey(blank=True, null=True, on_delete=django.db.models.deletion.SET_NULL, related_name='+', to=settings.AUTH_USER_MODEL)),
-                ('run', models.ForeignKey(on_delete=django.db.models.deletion.CASCADE, related_name='events', to='jobs.processrun')),
-                ('task_run', models.ForeignKey(blank=True, null=True, on_delete=django.db.models.deletion.CASCADE, related_name='events', to='jobs.taskrun')),
+                (
+                    "id",
+                    models.BigAutoField(
+                        auto_created=True, primary_key=True, serialize=False, verbose_name="ID"
+                    ),
+                ),
+                ("at", models.DateTimeField(auto_now_add=True)),
+                ("kind", models.CharField(max_length=32)),
+                ("message", models.TextField()),
+                (
+                    "actor",
+                    models.ForeignKey(
+                        blank=True,
+                        null=True,
+                        on_delete=django.db.models.deletion.SET_NULL,
+                        related_name="+",
+                        to=settings.AUTH_USER_MODEL,
+                    ),
+                ),
+                (
+                    "run",
+                    models.ForeignKey(
+                        on_delete=django.db.models.deletion.CASCADE,
+                        related_name="events",
+                        to="jobs.processrun",
+                    ),
+                ),
+                (
+                    "task_run",
+                    models.ForeignKey(
+                        blank=True,
+                        null=True,
+                        on_delete=django.db.models.deletion.CASCADE,
+                        related_name="events",
+                        to="jobs.taskrun",
+                    ),
+                ),
             ],
             options={
-                'ordering': ['id'],
+                "ordering": ["id"],
             },
         ),
         migrations.AddIndex(
-            model_name='processrun',
-            index=models.Index(fields=['definition', 'status'], name='jobs_proces_definit_318499_idx'),
+            model_name="processrun",
+            index=models.Index(
+                fields=["definition", "status"], name="jobs_proces_definit_318499_idx"
+            ),
         ),
         migrations.AddConstraint(
-            model_name='processrun',
-            constraint=models.UniqueConstraint(fields=('definition', 'scheduled_for'), name='run_unique_scheduled_for'),
+            model_name="processrun",
+            constraint=models.UniqueConstraint(
+                fields=("definition", "scheduled_for"), name="run_unique_scheduled_for"
+            ),
         ),
         migrations.AddConstraint(
-            model_name='taskdefinition',
-            constraint=models.UniqueConstraint(fields=('process', 'name'), name='task_name_unique_in_process'),
+            model_name="taskdefinition",
+            constraint=models.UniqueConstraint(
+                fields=("process", "name"), name="task_name_unique_in_process"
+            ),
         ),
         migrations.AddConstraint(
-            model_name='taskdefinition',
-            constraint=models.CheckConstraint(condition=models.Q(('max_attempts__gte', 1)), name='task_max_attempts_gte_1'),
+            model_name="taskdefinition",
+            constraint=models.CheckConstraint(
+                condition=models.Q(("max_attempts__gte", 1)), name="task_max_attempts_gte_1"
+            ),
         ),
         migrations.AddConstraint(
-            model_name='taskdependency',
-            constraint=models.UniqueConstraint(fields=('task', 'upstream'), name='dependency_unique'),
+            model_name="taskdependency",
+            constraint=models.UniqueConstraint(
+                fields=("task", "upstream"), name="dependency_unique"
+            ),
         ),
         migrations.AddConstraint(
-            model_name='taskdependency',
-            constraint=models.CheckConstraint(condition=models.Q(('task', models.F('upstream')), _negated=True), name='dependency_no_self'),
+            model_name="taskdependency",
+            constraint=models.CheckConstraint(
+                condition=models.Q(("task", models.F("upstream")), _negated=True),
+                name="dependency_no_self",
+            ),
         ),
         migrations.AddConstraint(
-            model_name='taskrun',
-            constraint=models.UniqueConstraint(fields=('run', 'task_name', 'round', 'attempt'), name='taskrun_unique_attempt'),
+            model_name="taskrun",
+            constraint=models.UniqueConstraint(
+                fields=("run", "task_name", "round", "attempt"), name="taskrun_unique_attempt"
+            ),
         ),
         migrations.AddConstraint(
-            model_name='taskmetadata',
-            constraint=models.UniqueConstraint(fields=('task_run', 'key'), name='metadata_unique_key'),
+            model_name="taskmetadata",
+            constraint=models.UniqueConstraint(
+                fields=("task_run", "key"), name="metadata_unique_key"
+            ),
         ),
     ]

@@ -22,7 +22,12 @@ def _free_port() -> int:
 def _shell(env: dict, code: str) -> None:
     subprocess.run(
         [sys.executable, "manage.py", "shell", "--no-imports", "-c", code],
-        cwd=ROOT, env=env, capture_output=True, text=True, timeout=60, check=True,
+        cwd=ROOT,
+        env=env,
+        capture_output=True,
+        text=True,
+        timeout=60,
+        check=True,
     )
 
 
@@ -36,7 +41,11 @@ def test_run_starts_everything_on_sqlite_and_a_serverless_broker_and_stops_on_ct
     env |= {"SUNDIAL_VAR_DIR": str(tmp_path), "SUNDIAL_API_URL": f"http://127.0.0.1:{port}"}
     proc = subprocess.Popen(
         [sys.executable, "manage.py", "run", "--no-demo", "--addr", f"127.0.0.1:{port}"],
-        cwd=ROOT, env=env, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True,
+        cwd=ROOT,
+        env=env,
+        stdout=subprocess.PIPE,
+        stderr=subprocess.STDOUT,
+        text=True,
     )
     try:
         deadline = time.monotonic() + 60

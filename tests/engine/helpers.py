@@ -240,12 +240,20 @@ class Simulator:
                 later += [s.wake_at] if s.wake_at is not None else []
                 assert later, "deadlock: nothing to do, nothing active and no wake_at"
                 self.now = max(self.now, min(later))
+                self._check_deadlines()
                 due = [e for e in self.events() if e[0] <= self.now]
                 if not due:
                     continue  # the clock alone changed something: step again
             _, aid = draw(st.sampled_from(due))
             self.move(aid, draw)
         raise AssertionError(f"run did not finish within {limit} iterations")
+
+    def _check_deadlines(self) -> None:
+        """The clock never passes a time limit unnoticed: wake_at must have stopped it."""
+        for a in self.attempts.values():
+            limit = self.specs[a.task].time_limit_s
+            if a.status == S.RUNNING and limit is not None and not a.terminate_requested:
+                assert self.now <= a.started_at + timedelta(seconds=limit), f"overran: {a}"
 
     def _check_readiness(self) -> None:
         """Nothing an attempt waited for changed after it became READY."""

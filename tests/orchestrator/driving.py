@@ -27,7 +27,9 @@ def drive(run: ProcessRun, timeout: float = 20.0) -> ProcessRun:
     def finished():
         """the run to finish"""
         advance_due_runs()
-        for pk in TaskRun.objects.filter(run=run, status=AttemptStatus.READY).values_list("pk", flat=True):
+        for pk in TaskRun.objects.filter(run=run, status=AttemptStatus.READY).values_list(
+            "pk", flat=True
+        ):
             submit_task_run(pk)
         run.refresh_from_db()
         return run.status in FINAL_RUN

@@ -75,7 +75,10 @@ def test_catch_up_after_downtime(policy, expected):
     hourly(catch_up=policy)
     now = NOON + timedelta(hours=3, minutes=30)  # beat was down 3.5 hours
     schedule_tick(now)
-    assert list(ProcessRun.objects.order_by("scheduled_for").values_list("scheduled_for", flat=True)) == expected
+    assert (
+        list(ProcessRun.objects.order_by("scheduled_for").values_list("scheduled_for", flat=True))
+        == expected
+    )
     assert ProcessDefinition.objects.get().next_fire_at == NOON + timedelta(hours=4)
 
 

@@ -53,7 +53,9 @@ def test_worker_killed_mid_submit_is_recovered_without_running_twice(settings, t
     TaskRun.objects.filter(pk=job.pk).update(status="submitting", submitting_at=stuck_since)
     # The dead worker had spawned the process: an orphan carrying the attempt's key.
     orphan = subprocess.Popen(
-        ["sleep", "60"], env={"SUNDIAL_IDEMPOTENCY_KEY": job.idempotency_key}, start_new_session=True
+        ["sleep", "60"],
+        env={"SUNDIAL_IDEMPOTENCY_KEY": job.idempotency_key},
+        start_new_session=True,
     )
     assert reconcile() >= 1
     assert wait_for(lambda: orphan.poll() is not None), "the unsupervisable orphan is stopped"
@@ -75,6 +77,8 @@ def test_a_run_whose_first_step_message_was_lost_is_advanced_by_reconcile():
     process = make_process("stalled", {"a": {}, "b": {"requires": ["a"]}})
     run = trigger_run(process, Trigger.MANUAL)
     # a finished, but the advance that should have followed never happened.
-    TaskRun.objects.filter(run=run, task_name="a").update(status="succeeded", finished_at=timezone.now())
+    TaskRun.objects.filter(run=run, task_name="a").update(
+        status="succeeded", finished_at=timezone.now()
+    )
     reconcile()
     assert run.task_runs.get(task_name="b").status == "ready"

@@ -54,7 +54,9 @@ def test_replace_policy_kills_the_active_run():
     assert second.status == "running"
     first = drive(first)
     assert first.status == "killed"
-    assert first.events.filter(kind="kill_requested", message=f"replaced by run {second.pk}").exists()
+    assert first.events.filter(
+        kind="kill_requested", message=f"replaced by run {second.pk}"
+    ).exists()
 
 
 def test_allow_policy_runs_side_by_side():

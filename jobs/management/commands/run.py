@@ -57,8 +57,12 @@ class Command(BaseCommand):
             "worker": [*celery, "worker", "--pool", "threads", "--concurrency", "8", "-l", "info"],
             "beat": [*celery, "beat", "-l", "info", "--scheduler", settings.CELERY_BEAT_SCHEDULER],
         }
-        children = {name: subprocess.Popen(cmd, cwd=settings.BASE_DIR) for name, cmd in commands.items()}
-        self.stdout.write(self.style.SUCCESS(f"Sundial is running: http://{addr}/  (Ctrl-C stops it)"))
+        children = {
+            name: subprocess.Popen(cmd, cwd=settings.BASE_DIR) for name, cmd in commands.items()
+        }
+        self.stdout.write(
+            self.style.SUCCESS(f"Sundial is running: http://{addr}/  (Ctrl-C stops it)")
+        )
         stopping = False
 
         def stop(signum, frame):
@@ -71,7 +75,9 @@ class Command(BaseCommand):
             while not stopping:
                 for name, child in children.items():
                     if child.poll() is not None:
-                        self.stderr.write(f"{name} stopped with exit code {child.returncode}; stopping all")
+                        self.stderr.write(
+                            f"{name} stopped with exit code {child.returncode}; stopping all"
+                        )
                         stopping = True
                 time.sleep(0.5)
         finally:

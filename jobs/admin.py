@@ -1,0 +1,297 @@
+"""The admin is the editor: processes with their tasks, read-only runs, users.
+
+Every action (run now, pause, resume, kill, retry) writes a LogEntry naming the user,
+which is the audit trail of who did what.
+"""
+
+from __future__ import annotations
+
+from django.contrib import admin, messages
+from django.contrib.admin.utils import flatten_fieldsets
+from django.contrib.auth.admin import UserAdmin
+from django.db.models import QuerySet
+from django.http import HttpRequest
+from django.template.loader import render_to_string
+from django.urls import reverse
+from django.utils import timezone
+from django.utils.html import format_html
+
+from jobs.cron import reschedule
+from jobs.engine import FINAL_RUN, RunStatus, waiting_reasons
+from jobs.forms import ProcessDefinitionForm, TaskDefinitionForm, TaskFormSet
+from jobs.models import ProcessDefinition, ProcessRun, ScheduleKind, TaskDefinition, Trigger, User
+from jobs.orchestrator import TriggerError, request_kill, retry_failed_tasks, trigger_run
+from jobs.schedule import ScheduleError, next_fire_times
+from jobs.snapshot import run_state
+from jobs.views import (
+    badge,
+    latest_run,
+    local_and_utc,
+    next_fire_text,
+    schedule_summary,
+    with_latest_run,
+)
+
+admin.site.register(User, UserAdmin)
+
+
+class TaskInline(admin.StackedInline):
+    model = TaskDefinition
+    form = TaskDefinitionForm
+    formset = TaskFormSet
+    fieldsets = [
+        (None, {"fields": [("name", "executor"), "config", ("requires", "runs_after")]}),
+        (
+            "Attempts",
+            {
+                "fields": [
+                    ("max_attempts", "time_limit_s", "retry_on_timeout"),
+                    ("retry_initial_delay_s", "retry_multiplier", "retry_max_delay_s"),
+                    "retry_jitter",
+                    "require_explicit_success",
+                ]
+            },
+        ),
+    ]
+
+    def get_extra(self, request, obj=None, **kwargs) -> int:
+        return 0 if obj else 1  # a new process starts with one blank task
+
+    def get_queryset(self, request):
+        # Each task's title names its process, and its form shows its edges as text.
+        return (
+            super()
+            .get_queryset(request)
+            .select_related("process")
+            .prefetch_related("upstream_edges__upstream")
+        )
+
+
+@admin.register(ProcessDefinition)
+class ProcessDefinitionAdmin(admin.ModelAdmin):
+    form = ProcessDefinitionForm
+    inlines = [TaskInline]
+    list_display = [
+        "name",
+        "schedule",
+        "next_fire",
+        "paused",
+        "critical",
+        "archived",
+        "latest_run_status",
+    ]
+    list_filter = ["paused", "critical", "archived", "schedule_kind"]
+    search_fields = ["name", "description", "owner"]
+    readonly_fields = ["upcoming_fires"]
+    fieldsets = [
+        (None, {"fields": ["name", "description", "owner", "critical"]}),
+        (
+            "Schedule",
+            {
+                "fields": [
+                    "schedule_kind",
+                    "cron",
+                    "timezone",
+                    "upcoming_fires",
+                    "min_gap_seconds",
+                    ("catch_up", "catch_up_window_seconds"),
+                    "overlap",
+                    "paused",
+                ]
+            },
+        ),
+        ("History", {"fields": ["archived"]}),
+    ]
+    actions = ["run_now", "pause", "resume"]
+
+    class Media:
+        css = {"all": ["sundial.css"]}
+
+    def get_queryset(self, request):
+        return with_latest_run(super().get_queryset(request))
+
+    @admin.display(description="Schedule")
+    def schedule(self, process: ProcessDefinition) -> str:
+        return schedule_summary(process)
+
+    @admin.display(description="Next fire time", ordering="next_fire_at")
+    def next_fire(self, process: ProcessDefinition) -> str:
+        return next_fire_text(process)
+
+    @admin.display(description="Latest run")
+    def latest_run_status(self, process: ProcessDefinition) -> str:
+        run = latest_run(process)
+        if run is None:
+            return "—"
+        url = reverse("admin:jobs_processrun_change", args=[run.pk])
+        return format_html('<a href="{}">run {}</a> {}', url, run.pk, badge(run.status))
+
+    @admin.display(description="Next fire times")
+    def upcoming_fires(self, process: ProcessDefinition) -> str:
+        """The saved schedule's next five fire times, each in local time and UTC."""
+        if process.schedule_kind != ScheduleKind.CRON:
+            return next_fire_text(process)
+        try:
+            fires = next_fire_times(process.cron, process.timezone, timezone.now(), 5)
+        except ScheduleError as exc:
+            return str(exc)
+        lines = [local_and_utc(fire, process.timezone) for fire in fires]
+        if process.paused or process.archived:
+            lines.insert(0, "Nothing fires while paused or archived. Once resumed:")
+        return "\n".join(lines)
+
+    def save_model(self, request, obj, form, change) -> None:
+        super().save_model(request, obj, form, change)
+        reschedule(obj)
+
+    @admin.action(description="Run now", permissions=["change"])
+    def run_now(self, request: HttpRequest, queryset: QuerySet[ProcessDefinition]) -> None:
+        for process in queryset:
+            try:
+                run = trigger_run(process, Trigger.MANUAL, user=request.user)
+            except TriggerError as exc:
+                self.message_user(request, f"{process.name}: {exc}", messages.ERROR)
+                continue
+            started = run.status == RunStatus.RUNNING
+            # The reason of a run that did not start says why ("queued behind run 11").
+            outcome = f"run {run.pk} started" if started else f"run {run.pk} {run.reason}"
+            self.log_change(request, process, f"Run now: {outcome}")
+            level = messages.SUCCESS if started else messages.WARNING
+            self.message_user(request, f"{process.name}: {outcome}", level)
+
+    @admin.action(description="Pause", permissions=["change"])
+    def pause(self, request: HttpRequest, queryset: QuerySet[ProcessDefinition]) -> None:
+        self._set_paused(request, queryset, paused=True)
+
+    @admin.action(description="Resume", permissions=["change"])
+    def resume(self, request: HttpRequest, queryset: QuerySet[ProcessDefinition]) -> None:
+        self._set_paused(request, queryset, paused=False)
+
+    def _set_paused(
+        self, request: HttpRequest, queryset: QuerySet[ProcessDefinition], *, paused: bool
+    ) -> None:
+        verb = "Paused" if paused else "Resumed"
+        names = []
+        for process in queryset:
+            process.paused = paused
+            process.save(update_fields=["paused", "updated_at"])
+            reschedule(process)
+            self.log_change(request, process, verb)
+            names.append(process.name)
+        self.message_user(request, f"{verb}: {', '.join(names)}", messages.SUCCESS)
+
+
+@admin.register(ProcessRun)
+class ProcessRunAdmin(admin.ModelAdmin):
+    """Runs are written by the engine only: the admin reads them and can kill or retry."""
+
+    list_display = [
+        "id",
+        "definition",
+        "status_badge",
+        "trigger",
+        "triggered_by",
+        "scheduled_for",
+        "started_at",
+        "finished_at",
+    ]
+    list_filter = ["status", "trigger", "definition"]
+    list_select_related = ["definition", "triggered_by"]
+    fieldsets = [
+        (
+            None,
+            {
+                "fields": [
+                    "definition",
+                    "status_badge",
+                    "reason",
+                    ("trigger", "triggered_by", "scheduled_for"),
+                    "parameters",
+                    ("created_at", "started_at", "finished_at"),
+                    ("kill_requested_at", "kill_requested_by"),
+                ]
+            },
+        ),
+        ("Attempts", {"fields": ["attempts"]}),
+        ("Events", {"fields": ["events"]}),
+        ("Snapshot", {"classes": ["collapse"], "fields": ["snapshot"]}),
+    ]
+    readonly_fields = flatten_fieldsets(fieldsets)
+    actions = ["kill", "retry_failed"]
+
+    class Media:
+        css = {"all": ["sundial.css"]}
+
+    def get_queryset(self, request):
+        return (
+            super()
+            .get_queryset(request)
+            .select_related("definition", "triggered_by", "kill_requested_by")
+        )
+
+    # Saving a run from a form would overwrite what the engine wrote meanwhile.
+    def has_add_permission(self, request) -> bool:
+        return False
+
+    def has_change_permission(self, request, obj=None) -> bool:
+        return False
+
+    def has_delete_permission(self, request, obj=None) -> bool:
+        return False
+
+    def has_operate_permission(self, request) -> bool:
+        """Kill and retry: for users who may change runs, though the form itself is read-only."""
+        return request.user.has_perm("jobs.change_processrun")
+
+    @admin.display(description="Status", ordering="status")
+    def status_badge(self, run: ProcessRun) -> str:
+        return badge(run.status)
+
+    @admin.display(description="Attempts")
+    def attempts(self, run: ProcessRun) -> str:
+        task_runs = list(run.task_runs.all())
+        # The engine says what a pending attempt waits for; a finished one has its reason.
+        why = (
+            waiting_reasons(run_state(run, task_runs), timezone.now())
+            if run.status == RunStatus.RUNNING
+            else {}
+        )
+        latest = {tr.task_name: tr for tr in task_runs}  # ordered by id: the last one wins
+        rows = [
+            (
+                tr,
+                badge(tr.status),
+                why.get(tr.task_name, tr.reason) if latest[tr.task_name] is tr else tr.reason,
+            )
+            for tr in task_runs
+        ]
+        return render_to_string("admin/jobs/processrun/attempts.html", {"rows": rows})
+
+    @admin.display(description="Events")
+    def events(self, run: ProcessRun) -> str:
+        events = run.events.select_related("task_run", "actor")
+        return render_to_string("admin/jobs/processrun/events.html", {"events": events})
+
+    @admin.action(description="Kill", permissions=["operate"])
+    def kill(self, request: HttpRequest, queryset: QuerySet[ProcessRun]) -> None:
+        reason = f"killed by {request.user.get_username()}"
+        for run in queryset:
+            if request_kill(run.pk, user=request.user, reason=reason):
+                self.log_change(request, run, "Kill requested")
+                self.message_user(request, f"{run}: kill requested", messages.SUCCESS)
+            elif run.status in FINAL_RUN:
+                self.message_user(request, f"{run}: already {run.status}", messages.WARNING)
+            else:
+                self.message_user(request, f"{run}: a kill was already requested", messages.WARNING)
+
+    @admin.action(description="Retry failed tasks", permissions=["operate"])
+    def retry_failed(self, request: HttpRequest, queryset: QuerySet[ProcessRun]) -> None:
+        for run in queryset:
+            try:
+                names = retry_failed_tasks(run.pk, user=request.user)
+            except TriggerError as exc:
+                self.message_user(request, f"{run}: {exc}", messages.ERROR)
+                continue
+            outcome = f"retrying {', '.join(names)}"
+            self.log_change(request, run, f"Retry failed tasks: {outcome}")
+            self.message_user(request, f"{run}: {outcome}", messages.SUCCESS)

@@ -1,0 +1,227 @@
+"""Validation for editing processes and their tasks in the admin.
+
+Every message names the problem in the product's words, because the admin shows it as is.
+Dependencies are checked across the whole task formset, so tasks added in the same save
+can be referenced, and the edges are stored when the formset is saved.
+"""
+
+from __future__ import annotations
+
+import json
+from collections.abc import Iterator
+
+from django import forms
+from django.core.exceptions import ValidationError
+from django.forms.fields import InvalidJSONInput
+from django.forms.models import BaseInlineFormSet
+
+from executors.config import ConfigError, validate_config
+from jobs.engine import task_graph_cycle
+from jobs.executors import EXECUTORS
+from jobs.models import ProcessDefinition, ScheduleKind, TaskDefinition, TaskDependency
+from jobs.schedule import ScheduleError, parse_timezone, validate_cron
+
+
+class ProcessDefinitionForm(forms.ModelForm):
+    class Meta:
+        model = ProcessDefinition
+        fields = [
+            "name",
+            "description",
+            "owner",
+            "critical",
+            "schedule_kind",
+            "cron",
+            "timezone",
+            "min_gap_seconds",
+            "catch_up",
+            "catch_up_window_seconds",
+            "overlap",
+            "paused",
+            "archived",
+        ]
+
+    def __init__(self, *args, **kwargs):
+        super().__init__(*args, **kwargs)
+        # Only continuous schedules use the gap; clean() asks for it there.
+        self.fields["min_gap_seconds"].required = False
+
+    def clean_timezone(self) -> str:
+        try:
+            return parse_timezone(self.cleaned_data["timezone"]).key
+        except ScheduleError as exc:
+            raise ValidationError(str(exc)) from None
+
+    def clean(self) -> dict:
+        data = super().clean()
+        kind = data.get("schedule_kind")
+        if kind == ScheduleKind.CRON:
+            if not data.get("cron", "").strip():
+                self.add_error("cron", "a cron schedule needs a cron expression")
+            else:
+                try:
+                    data["cron"] = validate_cron(data["cron"])
+                except ScheduleError as exc:
+                    self.add_error("cron", str(exc))
+        if data.get("min_gap_seconds") is None:
+            if kind == ScheduleKind.CONTINUOUS:
+                self.add_error(
+                    "min_gap_seconds", "a continuous schedule needs a minimum gap between runs"
+                )
+            else:
+                data["min_gap_seconds"] = self.instance.min_gap_seconds
+        return data
+
+
+def json_problem(exc: json.JSONDecodeError) -> str:
+    """The parser's complaint with where to look: "Expecting ',' delimiter (line 1, column 12)"."""
+    return f"{exc.msg} (line {exc.lineno}, column {exc.colno})"
+
+
+class ConfigField(forms.JSONField):
+    """A JSON textarea whose error quotes the parser, and which keeps what was typed."""
+
+    def to_python(self, value):
+        if not isinstance(value, str) or value in self.empty_values:
+            return super().to_python(value)
+        try:
+            return json.loads(value)
+        except json.JSONDecodeError as exc:
+            raise ValidationError(
+                f"config is not valid JSON: {json_problem(exc)}", code="invalid"
+            ) from None
+
+    def prepare_value(self, value):
+        if isinstance(value, InvalidJSONInput):
+            return value  # the user's own text, so nothing typed is lost
+        return json.dumps(value, ensure_ascii=False, indent=2)
+
+
+def _names(text: str) -> list[str]:
+    """Task names from "a, b,c" in order, without blanks or repeats."""
+    return list(dict.fromkeys(name.strip() for name in text.split(",") if name.strip()))
+
+
+class TaskDefinitionForm(forms.ModelForm):
+    requires = forms.CharField(
+        required=False,
+        help_text="Comma-separated tasks of this process that must succeed first.",
+    )
+    runs_after = forms.CharField(
+        label="Runs after",
+        required=False,
+        help_text="Comma-separated tasks that must finish first, whatever their outcome.",
+    )
+
+    class Meta:
+        model = TaskDefinition
+        fields = [
+            "name",
+            "executor",
+            "config",
+            "max_attempts",
+            "retry_initial_delay_s",
+            "retry_multiplier",
+            "retry_max_delay_s",
+            "retry_jitter",
+            "time_limit_s",
+            "retry_on_timeout",
+            "require_explicit_success",
+        ]
+        field_classes = {"config": ConfigField}
+        widgets = {"config": forms.Textarea(attrs={"rows": 6, "class": "vLargeTextField"})}
+
+    def __init__(self, *args, **kwargs):
+        super().__init__(*args, **kwargs)
+        if self.instance.pk:
+            edges = self.instance.upstream_edges.all()
+            self.initial["requires"] = ", ".join(e.upstream.name for e in edges if e.required)
+            self.initial["runs_after"] = ", ".join(e.upstream.name for e in edges if not e.required)
+
+    def clean_requires(self) -> list[str]:
+        return _names(self.cleaned_data["requires"])
+
+    def clean_runs_after(self) -> list[str]:
+        return _names(self.cleaned_data["runs_after"])
+
+    def clean_retry_jitter(self) -> float:
+        jitter = self.cleaned_data["retry_jitter"]
+        if not 0 <= jitter <= 1:
+            raise ValidationError("jitter must be between 0 and 1 (a fraction of the delay)")
+        return jitter
+
+    def clean(self) -> dict:
+        data = super().clean()
+        kind = data.get("executor")
+        if kind is not None and kind not in EXECUTORS:
+            self.add_error("executor", f"executor {kind!r} is not available in this version")
+        elif kind is not None and "config" in data:
+            try:
+                validate_config(kind, data["config"])
+            except ConfigError as exc:
+                self.add_error("config", str(exc))
+        return data
+
+
+def dependency_problems(tasks: list[tuple[str, list[str], list[str]]]) -> list[str]:
+    """What is wrong with the tasks' edges, given (name, requires, runs after) per task."""
+    problems: list[str] = []
+    names: set[str] = set()
+    for name, _, _ in tasks:
+        if name in names:
+            problems.append(f"duplicate task name {name!r}")
+        names.add(name)
+    for name, requires, after in tasks:
+        if name in requires or name in after:
+            problems.append(f"task {name!r} cannot depend on itself")
+        for verb, upstreams in (("requires", requires), ("runs after", after)):
+            problems += [
+                f"task {name!r} {verb} unknown task {up!r}"
+                for up in upstreams
+                if up != name and up not in names
+            ]
+        problems += [
+            f"task {name!r} lists {up!r} under both Requires and Runs after; choose one"
+            for up in requires
+            if up in after and up != name
+        ]
+    if not problems:
+        # A cycle among misspelt or repeated names would only repeat the errors above.
+        cycle = task_graph_cycle({name: [*requires, *after] for name, requires, after in tasks})
+        if cycle:
+            problems.append("dependency cycle: " + " → ".join(cycle))
+    return problems
+
+
+class TaskFormSet(BaseInlineFormSet):
+    """The tasks of one process; validates and stores their dependencies as a whole."""
+
+    def _declared(self) -> Iterator[tuple[str, list[str], list[str]]]:
+        """(name, requires, runs after) of every task that stays after this save."""
+        for form in self.forms:
+            name = form.cleaned_data.get("name")
+            if name and not self._should_delete_form(form):
+                data = form.cleaned_data
+                yield name, data.get("requires", []), data.get("runs_after", [])
+
+    def clean(self) -> None:
+        if problems := dependency_problems(list(self._declared())):
+            raise ValidationError(problems)
+        super().clean()
+
+    def save(self, commit: bool = True) -> list[TaskDefinition]:
+        saved = super().save(commit)
+        if commit:
+            self._save_dependencies()
+        return saved
+
+    def _save_dependencies(self) -> None:
+        """Replace the process's edges with those the forms declare."""
+        tasks = {task.name: task for task in self.instance.tasks.all()}
+        TaskDependency.objects.filter(task__process=self.instance).delete()
+        TaskDependency.objects.bulk_create(
+            TaskDependency(task=tasks[name], upstream=tasks[up], required=required)
+            for name, requires, after in self._declared()
+            for upstreams, required in ((requires, True), (after, False))
+            for up in upstreams
+        )
