@@ -5,6 +5,10 @@ By name, so the domain modules never import ``jobs.tasks`` (which imports them).
 
 from __future__ import annotations
 
+import threading
+from collections.abc import Iterator
+from contextlib import contextmanager
+
 from celery import current_app
 from django.db import transaction
 
@@ -17,3 +21,31 @@ START_QUEUED = "jobs.tasks.start_queued_run"
 def after_commit(task_name: str, *args: object, countdown: float | None = None) -> None:
     """Send the task after the current transaction commits (at once outside a transaction)."""
     transaction.on_commit(lambda: current_app.send_task(task_name, args=args, countdown=countdown))
+
+
+_kept = threading.local()
+
+
+@contextmanager
+def continue_locally() -> Iterator[list[int]]:
+    """Keep the first local submission decided inside this block for the caller to run itself.
+
+    The thread that saw a local process exit submits its successor directly after commit,
+    saving a broker round trip per hand-off; every other submission still goes through the
+    broker so the rest of a fan-out spreads over the workers. If the caller dies before
+    submitting, the attempt stays READY in the database and the reconciler sends it.
+    """
+    _kept.ids = []
+    try:
+        yield _kept.ids
+    finally:
+        del _kept.ids
+
+
+def submit_after_commit(task_run_id: int, *, local: bool) -> None:
+    """Have the attempt submitted once the deciding transaction commits."""
+    kept = getattr(_kept, "ids", None)
+    if local and kept is not None and not kept:
+        kept.append(task_run_id)
+    else:
+        after_commit(SUBMIT, task_run_id)

@@ -19,8 +19,9 @@ from django.utils import timezone
 
 from executors.base import ExecutorError, Launch, LogChunk, Status, Submission
 from executors.local import LocalExecutor
-from jobs import orchestrator
+from jobs import dispatch, orchestrator
 from jobs.models import TaskRun
+from jobs.submission import submit_task_run
 
 log = logging.getLogger(__name__)
 
@@ -77,7 +78,10 @@ class LocalRuntime:
                 if external_id in self._attempts
             ]
         close_old_connections()  # this thread outlives any request cycle
-        orchestrator.record_outcomes(outcomes)
+        with dispatch.continue_locally() as successors:
+            orchestrator.record_outcomes(outcomes)
+        for task_run_id in successors:
+            submit_task_run(task_run_id)
 
     def _on_tick(self, live_ids: list[str]) -> None:
         with self._lock:

@@ -76,7 +76,9 @@ def trigger_run(
                 raise
             return None  # another tick or beat created this scheduled run first
         who = f" by {user.get_username()}" if user else ""
-        _event(run, None, "triggered", f"{trigger}{who}; {decision.reason or 'started'}", user)
+        TaskEvent.objects.create(
+            run=run, kind="triggered", message=f"{trigger}{who}; {decision.reason}", actor=user
+        )
         for replaced_id in decision.replace:
             request_kill(replaced_id, user=user, reason=f"replaced by run {run.pk}")
         if run.status == RunStatus.RUNNING:
@@ -105,7 +107,7 @@ def start_queued_run(definition_id: int) -> ProcessRun | None:
         if run is None:
             return None
         _start(run, timezone.now())
-        _event(run, None, "started", "started: the run it queued behind has finished")
+        TaskEvent.objects.create(run=run, kind="started", message="the run ahead has finished")
         return run
 
 
@@ -119,33 +121,29 @@ def advance_run(run_id: int, now: datetime | None = None) -> None:
             _advance_locked(run, now or timezone.now())
 
 
-def _advance_locked(run: ProcessRun, now: datetime) -> None:
-    task_runs = list(run.task_runs.all())
-    result = engine.step(run_state(run, task_runs), now)
-    by_id = {tr.pk: tr for tr in task_runs}
-    events: list[TaskEvent] = []
+def _advance_locked(run: ProcessRun, now: datetime, events: list[TaskEvent] | None = None) -> None:
+    """Take one engine step for a run whose row this transaction has locked."""
+    state = run_state(run)
+    result = engine.step(state, now)
+    events = events if events is not None else []
     # Readiness is decided under the run's lock, so one UPDATE serves a whole fan-out.
     ready = [a.attempt_id for a in result.actions if isinstance(a, engine.MarkReady)]
     if ready and TaskRun.objects.filter(pk__in=ready, status=AttemptStatus.WAITING).update(
         status=AttemptStatus.READY
     ):
+        task_of = {a.id: a.task for a in state.attempts}
         for attempt_id in ready:
-            dispatch.after_commit(dispatch.SUBMIT, attempt_id)
+            executor = task_entry(run.snapshot, task_of[attempt_id])["executor"]
+            dispatch.submit_after_commit(attempt_id, local=executor == "local")
     for action in result.actions:
-        _apply(run, action, by_id, now, events)
+        _apply(run, action, now, events)
     TaskEvent.objects.bulk_create(events)
     if run.status == RunStatus.RUNNING and run.wake_at != result.wake_at:
         ProcessRun.objects.filter(pk=run.pk).update(wake_at=result.wake_at)
         run.wake_at = result.wake_at
 
 
-def _apply(
-    run: ProcessRun,
-    action: engine.Action,
-    by_id: dict[int, TaskRun],
-    now: datetime,
-    events: list[TaskEvent],
-) -> None:
+def _apply(run: ProcessRun, action: engine.Action, now: datetime, events: list[TaskEvent]) -> None:
     match action:
         case engine.MarkReady():
             pass  # applied in bulk by _advance_locked
@@ -157,7 +155,7 @@ def _apply(
                 reason=reason,
                 finished_at=now,
             ):
-                events.append(_new_event(run, by_id[attempt_id], "skipped", reason))
+                events.append(TaskEvent(run=run, task_run_id=attempt_id, kind="skipped", message=reason))
         case engine.Cancel(attempt_id=attempt_id, reason=reason):
             if _move(
                 attempt_id,
@@ -166,41 +164,37 @@ def _apply(
                 reason=reason,
                 finished_at=now,
             ):
-                events.append(_new_event(run, by_id[attempt_id], "cancelled", reason))
+                events.append(
+                    TaskEvent(run=run, task_run_id=attempt_id, kind="cancelled", message=reason)
+                )
         case engine.Terminate(attempt_id=attempt_id, reason=reason, outcome=outcome):
             stopped = TaskRun.objects.filter(
                 pk=attempt_id, status__in=_ACTIVE, terminate_requested_at__isnull=True
             ).update(terminate_requested_at=now, terminate_as=outcome, reason=reason)
             if stopped:
-                events.append(_new_event(run, by_id[attempt_id], "terminating", reason))
+                events.append(
+                    TaskEvent(run=run, task_run_id=attempt_id, kind="terminating", message=reason)
+                )
                 dispatch.after_commit(dispatch.TERMINATE, attempt_id)
         case engine.ScheduleRetry(
             task=task, round=round_, number=number, not_before=at, reason=reason
         ):
-            previous = latest_attempt(by_id.values(), task)
             retry = TaskRun.objects.create(
                 run=run,
                 task_name=task,
                 round=round_,
                 attempt=number,
-                executor=previous.executor,
+                executor=task_entry(run.snapshot, task)["executor"],
                 status=AttemptStatus.WAITING,
                 not_before=at,
             )
-            events.append(_new_event(run, retry, "retry_scheduled", reason))
+            events.append(TaskEvent(run=run, task_run=retry, kind="retry_scheduled", message=reason))
             # Wake the run when the retry falls due; the sweep is the safety net.
             delay = max(0.0, (at - now).total_seconds())
             dispatch.after_commit(dispatch.ADVANCE, run.pk, countdown=delay)
         case engine.FinishRun(status=status, reason=reason):
             _finish_run(run, status, reason, now)
-            events.append(_new_event(run, None, "finished", f"{status}: {reason}"))
-
-
-def latest_attempt(task_runs: Iterable[TaskRun], task: str) -> TaskRun:
-    """The latest attempt of one task among a run's attempts."""
-    return max(
-        (tr for tr in task_runs if tr.task_name == task), key=lambda tr: (tr.round, tr.attempt)
-    )
+            events.append(TaskEvent(run=run, kind="finished", message=f"{status}: {reason}"))
 
 
 def _move(attempt_id: int, expected: Sequence[str], **changes: Any) -> bool:
@@ -238,7 +232,7 @@ def request_kill(run_id: int, *, user: User | None = None, reason: str = "killed
         if not asked:
             return False
         run = ProcessRun.objects.get(pk=run_id)
-        _event(run, None, "kill_requested", reason, user)
+        TaskEvent.objects.create(run=run, kind="kill_requested", message=reason, actor=user)
         # A queued run never started: it ends at once. A running one stops via the engine.
         ProcessRun.objects.filter(pk=run_id, status=RunStatus.QUEUED).update(
             status=RunStatus.KILLED, reason=reason, finished_at=now
@@ -256,9 +250,9 @@ def retry_failed_tasks(run_id: int, *, user: User | None = None) -> list[str]:
             raise TriggerError(
                 f"run {run.pk} is {run.status}; only failed or killed runs can be retried"
             )
-        task_runs = list(run.task_runs.all())
-        names = engine.rerun_tasks(run_state(run, task_runs))
-        next_round = max(tr.round for tr in task_runs) + 1
+        state = run_state(run)
+        names = engine.rerun_tasks(state)
+        next_round = max(a.round for a in state.attempts) + 1
         executors = {e["name"]: e["executor"] for e in run.snapshot["tasks"]}
         TaskRun.objects.bulk_create(
             TaskRun(
@@ -279,7 +273,9 @@ def retry_failed_tasks(run_id: int, *, user: User | None = None) -> list[str]:
         )
         run.status, run.kill_requested_at = RunStatus.RUNNING, None
         who = f" by {user.get_username()}" if user else ""
-        _event(run, None, "retry", f"retrying {', '.join(names)}{who}", user)
+        TaskEvent.objects.create(
+            run=run, kind="retry", message=f"retrying {', '.join(names)}{who}", actor=user
+        )
         _advance_locked(run, now)
     return names
 
@@ -287,21 +283,27 @@ def retry_failed_tasks(run_id: int, *, user: User | None = None) -> list[str]:
 # ---- attempts reporting back ----
 
 
-def record_submission(task_run_id: int, external_id: str, log_ref: str, *, running: bool) -> None:
-    """Save what the executor said; safe even if the attempt already finished meanwhile."""
+def record_submission(task_run_id: int, external_id: str, log_ref: str, *, running: bool) -> bool:
+    """Save what the executor said; True if a stop was asked meanwhile (the caller must act)."""
     now = timezone.now()
     new_status = AttemptStatus.RUNNING if running else AttemptStatus.SUBMITTED
-    TaskRun.objects.filter(pk=task_run_id).update(
-        external_id=external_id,
-        log_ref=log_ref,
-        submitted_at=now,
-        heartbeat_at=now,
+    fields = {
+        "external_id": external_id,
+        "log_ref": log_ref,
+        "submitted_at": now,
+        "heartbeat_at": now,
         # A fast process can exit (and be recorded) before this UPDATE: keep its outcome.
-        status=Case(
+        "status": Case(
             When(status=AttemptStatus.SUBMITTING, then=Value(new_status)), default=F("status")
         ),
-        started_at=Coalesce(F("started_at"), Value(now)) if running else F("started_at"),
-    )
+        "started_at": Coalesce(F("started_at"), Value(now)) if running else F("started_at"),
+    }
+    attempt = TaskRun.objects.filter(pk=task_run_id)
+    # The common case costs one statement; only a concurrent kill needs the second.
+    if attempt.filter(terminate_requested_at__isnull=True).update(**fields):
+        return False
+    attempt.update(**fields)
+    return True
 
 
 @dataclass(frozen=True)
@@ -330,13 +332,18 @@ def record_outcomes(outcomes: Sequence[Outcome]) -> None:
             attempts = {
                 tr.pk: tr for tr in run.task_runs.filter(pk__in=[o.task_run_id for o in items])
             }
+            events: list[TaskEvent] = []
             for outcome in items:
-                _finish_attempt(run, attempts[outcome.task_run_id], outcome, now)
+                _finish_attempt(run, attempts[outcome.task_run_id], outcome, now, events)
             if run.status == RunStatus.RUNNING:
-                _advance_locked(run, now)
+                _advance_locked(run, now, events)
+            else:
+                TaskEvent.objects.bulk_create(events)
 
 
-def _finish_attempt(run: ProcessRun, tr: TaskRun, outcome: Outcome, now: datetime) -> None:
+def _finish_attempt(
+    run: ProcessRun, tr: TaskRun, outcome: Outcome, now: datetime, events: list[TaskEvent]
+) -> None:
     spec = task_spec(task_entry(run.snapshot, tr.task_name))
     terminated_as = AttemptStatus(tr.terminate_as) if tr.terminate_as else None
     status, reason = engine.attempt_outcome(
@@ -356,19 +363,4 @@ def _finish_attempt(run: ProcessRun, tr: TaskRun, outcome: Outcome, now: datetim
         started_at=Coalesce(F("started_at"), Value(ended)),
     )
     if finished:
-        TaskEvent.objects.create(run=run, task_run=tr, kind=status, message=reason or status)
-
-
-# ---- events ----
-
-
-def _new_event(
-    run: ProcessRun, tr: TaskRun | None, kind: str, message: str, actor: User | None = None
-) -> TaskEvent:
-    return TaskEvent(run=run, task_run=tr, kind=kind, message=message, actor=actor)
-
-
-def _event(
-    run: ProcessRun, tr: TaskRun | None, kind: str, message: str, actor: User | None = None
-) -> None:
-    _new_event(run, tr, kind, message, actor).save()
+        events.append(TaskEvent(run=run, task_run=tr, kind=status, message=reason or status))

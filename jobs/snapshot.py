@@ -6,7 +6,7 @@ changes a run in flight.
 
 from __future__ import annotations
 
-from collections.abc import Iterable
+from collections.abc import Iterable, Sequence
 from typing import Any
 
 from jobs.engine import Attempt, AttemptStatus, Backoff, RunState, RunStatus, TaskSpec
@@ -73,28 +73,49 @@ def task_spec(entry: dict[str, Any]) -> TaskSpec:
     )
 
 
-def to_attempt(task_run: TaskRun) -> Attempt:
+# The columns the engine needs, read as plain rows: building full model instances for every
+# attempt on every hand-off costs more than the queries themselves.
+ATTEMPT_FIELDS = (
+    "pk",
+    "task_name",
+    "round",
+    "attempt",
+    "status",
+    "not_before",
+    "started_at",
+    "finished_at",
+    "terminate_requested_at",
+    "reason",
+)
+
+
+def _attempt(row: Sequence[Any]) -> Attempt:
+    pk, task, round_, number, status, not_before, started, finished, terminating, reason = row
     return Attempt(
-        id=task_run.pk,
-        task=task_run.task_name,
-        round=task_run.round,
-        number=task_run.attempt,
-        status=AttemptStatus(task_run.status),
-        not_before=task_run.not_before,
-        started_at=task_run.started_at,
-        finished_at=task_run.finished_at,
-        terminate_requested=task_run.terminate_requested_at is not None,
+        id=pk,
+        task=task,
+        round=round_,
+        number=number,
+        status=AttemptStatus(status),
+        not_before=not_before,
+        started_at=started,
+        finished_at=finished,
+        terminate_requested=terminating is not None,
         # While an attempt is being stopped its reason field holds why (see orchestrator).
-        terminate_reason=task_run.reason if task_run.terminate_requested_at else None,
+        terminate_reason=reason if terminating else None,
     )
 
 
-def run_state(run: ProcessRun, task_runs: Iterable[TaskRun]) -> RunState:
-    """The engine's view of one run: its frozen tasks and every attempt so far."""
+def run_state(run: ProcessRun, task_runs: Iterable[TaskRun] | None = None) -> RunState:
+    """The engine's view of one run; its attempts are read from the database unless given."""
+    if task_runs is None:
+        rows: Iterable[Sequence[Any]] = run.task_runs.values_list(*ATTEMPT_FIELDS)
+    else:
+        rows = ([getattr(tr, field) for field in ATTEMPT_FIELDS] for tr in task_runs)
     return RunState(
         run_id=run.pk,
         status=RunStatus(run.status),
         tasks=tuple(task_spec(entry) for entry in run.snapshot["tasks"]),
-        attempts=tuple(to_attempt(tr) for tr in task_runs),
+        attempts=tuple(_attempt(row) for row in rows),
         kill_requested=run.kill_requested_at is not None,
     )

@@ -83,9 +83,8 @@ def submit_task_run(task_run_id: int) -> bool:
 
 
 def _after_submit(task_run: TaskRun, running: bool, external_id: str, log_ref: str) -> None:
-    orchestrator.record_submission(task_run.pk, external_id, log_ref, running=running)
     # A kill may have been asked while the executor call was in flight.
-    if TaskRun.objects.filter(pk=task_run.pk, terminate_requested_at__isnull=False).exists():
+    if orchestrator.record_submission(task_run.pk, external_id, log_ref, running=running):
         terminate_task_run(task_run.pk)
     elif running and task_entry(task_run.run.snapshot, task_run.task_name)["time_limit_s"]:
         orchestrator.advance_run(task_run.run_id)  # the engine sets the run's wake-up time
