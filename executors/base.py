@@ -27,6 +27,7 @@ class Launch:
     """Everything an executor needs to start one attempt."""
 
     task_run_id: int
+    run_id: int  # executors may tag jobs with it (cost attribution, lookups)
     idempotency_key: str  # unique per attempt; submitting twice with it starts one job
     config: Mapping[str, Any]  # validated by the executor kind's config schema
     env: Mapping[str, str]  # SUNDIAL_* variables plus the task's own environment

@@ -22,7 +22,7 @@ from jobs.forms import ProcessDefinitionForm, TaskDefinitionForm, TaskFormSet
 from jobs.models import ProcessDefinition, ProcessRun, ScheduleKind, TaskDefinition, Trigger, User
 from jobs.orchestrator import TriggerError, request_kill, retry_failed_tasks, trigger_run
 from jobs.schedule import ScheduleError, next_fire_times
-from jobs.snapshot import run_state
+from jobs.snapshot import attempt_of, run_state
 from jobs.views import (
     badge,
     latest_run,
@@ -252,7 +252,7 @@ class ProcessRunAdmin(admin.ModelAdmin):
         task_runs = list(run.task_runs.all())
         # The engine says what a pending attempt waits for; a finished one has its reason.
         why = (
-            waiting_reasons(run_state(run, task_runs), timezone.now())
+            waiting_reasons(run_state(run, map(attempt_of, task_runs)), timezone.now())
             if run.status == RunStatus.RUNNING
             else {}
         )

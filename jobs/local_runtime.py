@@ -36,7 +36,7 @@ class LocalRuntime:
         # Held across spawn + registration, so an exit can never be reported for a
         # process whose attempt id this runtime does not know yet.
         self._lock = threading.Lock()
-        self._attempts: dict[str, int] = {}  # external id -> TaskRun id
+        self._attempts: dict[str, tuple[int, int]] = {}  # external id -> (TaskRun id, run id)
         self._last_heartbeat = 0.0
         self.executor = LocalExecutor(
             settings.SUNDIAL_LOG_DIR, on_exit=self._on_exit, on_tick=self._on_tick
@@ -45,7 +45,7 @@ class LocalRuntime:
     def submit(self, launch: Launch) -> Submission:
         with self._lock:
             submission = self.executor.submit(launch)
-            self._attempts[submission.external_id] = launch.task_run_id
+            self._attempts[submission.external_id] = (launch.task_run_id, launch.run_id)
         return submission
 
     def find(self, idempotency_key: str) -> Submission | None:
@@ -72,7 +72,7 @@ class LocalRuntime:
         with self._lock:
             outcomes = [
                 orchestrator.Outcome(
-                    self._attempts.pop(external_id), status.exit_code, ended_at=status.ended_at
+                    *self._attempts.pop(external_id), status.exit_code, ended_at=status.ended_at
                 )
                 for external_id, status in exits
                 if external_id in self._attempts
@@ -85,7 +85,7 @@ class LocalRuntime:
 
     def _on_tick(self, live_ids: list[str]) -> None:
         with self._lock:
-            attempt_ids = [self._attempts[e] for e in live_ids if e in self._attempts]
+            attempt_ids = [self._attempts[e][0] for e in live_ids if e in self._attempts]
         if not attempt_ids:
             return
         close_old_connections()

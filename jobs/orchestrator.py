@@ -9,8 +9,8 @@ from __future__ import annotations
 
 import logging
 from collections import defaultdict
-from collections.abc import Iterable, Sequence
-from dataclasses import dataclass
+from collections.abc import Sequence
+from dataclasses import dataclass, replace
 from datetime import datetime, timedelta
 from typing import Any
 
@@ -20,10 +20,17 @@ from django.db.models.functions import Coalesce
 from django.utils import timezone
 
 from jobs import dispatch, engine
-from jobs.engine import ACTIVE_ATTEMPT, AttemptStatus, OverlapPolicy, RunStatus
+from jobs.engine import ACTIVE_ATTEMPT, Attempt, AttemptStatus, OverlapPolicy, RunStatus
 from jobs.models import ProcessDefinition, ProcessRun, ScheduleKind, TaskEvent, TaskRun, User
 from jobs.schedule import next_continuous
-from jobs.snapshot import run_state, take_snapshot, task_entry, task_spec
+from jobs.snapshot import (
+    StoredAttempt,
+    load_attempts,
+    run_state,
+    take_snapshot,
+    task_entry,
+    task_spec,
+)
 
 log = logging.getLogger(__name__)
 
@@ -121,9 +128,16 @@ def advance_run(run_id: int, now: datetime | None = None) -> None:
             _advance_locked(run, now or timezone.now())
 
 
-def _advance_locked(run: ProcessRun, now: datetime, events: list[TaskEvent] | None = None) -> None:
+def _advance_locked(
+    run: ProcessRun,
+    now: datetime,
+    events: list[TaskEvent] | None = None,
+    attempts: list[Attempt] | None = None,
+) -> None:
     """Take one engine step for a run whose row this transaction has locked."""
-    state = run_state(run)
+    if attempts is None:
+        attempts = [stored.attempt for stored in load_attempts(run)]
+    state = run_state(run, attempts)
     result = engine.step(state, now)
     events = events if events is not None else []
     # Readiness is decided under the run's lock, so one UPDATE serves a whole fan-out.
@@ -155,7 +169,9 @@ def _apply(run: ProcessRun, action: engine.Action, now: datetime, events: list[T
                 reason=reason,
                 finished_at=now,
             ):
-                events.append(TaskEvent(run=run, task_run_id=attempt_id, kind="skipped", message=reason))
+                events.append(
+                    TaskEvent(run=run, task_run_id=attempt_id, kind="skipped", message=reason)
+                )
         case engine.Cancel(attempt_id=attempt_id, reason=reason):
             if _move(
                 attempt_id,
@@ -188,7 +204,9 @@ def _apply(run: ProcessRun, action: engine.Action, now: datetime, events: list[T
                 status=AttemptStatus.WAITING,
                 not_before=at,
             )
-            events.append(TaskEvent(run=run, task_run=retry, kind="retry_scheduled", message=reason))
+            events.append(
+                TaskEvent(run=run, task_run=retry, kind="retry_scheduled", message=reason)
+            )
             # Wake the run when the retry falls due; the sweep is the safety net.
             delay = max(0.0, (at - now).total_seconds())
             dispatch.after_commit(dispatch.ADVANCE, run.pk, countdown=delay)
@@ -250,7 +268,7 @@ def retry_failed_tasks(run_id: int, *, user: User | None = None) -> list[str]:
             raise TriggerError(
                 f"run {run.pk} is {run.status}; only failed or killed runs can be retried"
             )
-        state = run_state(run)
+        state = run_state(run, [stored.attempt for stored in load_attempts(run)])
         names = engine.rerun_tasks(state)
         next_round = max(a.round for a in state.attempts) + 1
         executors = {e["name"]: e["executor"] for e in run.snapshot["tasks"]}
@@ -311,6 +329,7 @@ class Outcome:
     """How an attempt ended, as its executor (or a safety net) saw it."""
 
     task_run_id: int
+    run_id: int
     exit_code: int | None
     note: str = ""  # added to the reason, e.g. "lost: no heartbeat since 14:05:00 UTC"
     ended_at: datetime | None = None  # when the executor saw it end; default: now
@@ -319,35 +338,38 @@ class Outcome:
 def record_outcomes(outcomes: Sequence[Outcome]) -> None:
     """Finish attempts and advance their runs, one transaction per run."""
     by_run: dict[int, list[Outcome]] = defaultdict(list)
-    run_of = dict(
-        TaskRun.objects.filter(pk__in=[o.task_run_id for o in outcomes]).values_list("pk", "run_id")
-    )
     for outcome in outcomes:
-        if outcome.task_run_id in run_of:
-            by_run[run_of[outcome.task_run_id]].append(outcome)
+        by_run[outcome.run_id].append(outcome)
     for run_id, items in by_run.items():
         with transaction.atomic():
             now = timezone.now()
             run = ProcessRun.objects.select_for_update().get(pk=run_id)
-            attempts = {
-                tr.pk: tr for tr in run.task_runs.filter(pk__in=[o.task_run_id for o in items])
-            }
+            # One read serves both finishing the attempts and the engine's next step.
+            stored = {s.attempt.id: s for s in load_attempts(run)}
             events: list[TaskEvent] = []
             for outcome in items:
-                _finish_attempt(run, attempts[outcome.task_run_id], outcome, now, events)
+                if outcome.task_run_id in stored:
+                    finished = _finish_attempt(
+                        run, stored[outcome.task_run_id], outcome, now, events
+                    )
+                    stored[outcome.task_run_id] = stored[outcome.task_run_id]._replace(
+                        attempt=finished
+                    )
             if run.status == RunStatus.RUNNING:
-                _advance_locked(run, now, events)
+                _advance_locked(run, now, events, [s.attempt for s in stored.values()])
             else:
                 TaskEvent.objects.bulk_create(events)
 
 
 def _finish_attempt(
-    run: ProcessRun, tr: TaskRun, outcome: Outcome, now: datetime, events: list[TaskEvent]
-) -> None:
-    spec = task_spec(task_entry(run.snapshot, tr.task_name))
-    terminated_as = AttemptStatus(tr.terminate_as) if tr.terminate_as else None
+    run: ProcessRun, stored: StoredAttempt, outcome: Outcome, now: datetime, events: list[TaskEvent]
+) -> Attempt:
+    """End one attempt (if it is still active); returns the attempt as it now stands."""
+    attempt = stored.attempt
+    spec = task_spec(task_entry(run.snapshot, attempt.task))
+    terminated_as = AttemptStatus(stored.terminate_as) if stored.terminate_as else None
     status, reason = engine.attempt_outcome(
-        spec, outcome.exit_code, tr.reported_success, terminated_as
+        spec, outcome.exit_code, stored.reported_success, terminated_as
     )
     if outcome.note:
         # With no exit code the note *is* the explanation ("lost: ..."), unless the
@@ -355,12 +377,15 @@ def _finish_attempt(
         unexplained = outcome.exit_code is None and terminated_as is None
         reason = outcome.note if unexplained or not reason else f"{reason}; {outcome.note}"
     ended = outcome.ended_at or now
-    finished = TaskRun.objects.filter(pk=tr.pk, status__in=_ACTIVE).update(
+    started = attempt.started_at or ended
+    # Conditional: a repeated report (or a late one for a finished attempt) changes nothing.
+    if not TaskRun.objects.filter(pk=attempt.id, status__in=_ACTIVE).update(
         status=status,
         exit_code=outcome.exit_code,
         reason=reason,
         finished_at=ended,
         started_at=Coalesce(F("started_at"), Value(ended)),
-    )
-    if finished:
-        events.append(TaskEvent(run=run, task_run=tr, kind=status, message=reason or status))
+    ):
+        return attempt
+    events.append(TaskEvent(run=run, task_run_id=attempt.id, kind=status, message=reason or status))
+    return replace(attempt, status=status, finished_at=ended, started_at=started)

@@ -7,7 +7,7 @@ changes a run in flight.
 from __future__ import annotations
 
 from collections.abc import Iterable, Sequence
-from typing import Any
+from typing import Any, NamedTuple
 
 from jobs.engine import Attempt, AttemptStatus, Backoff, RunState, RunStatus, TaskSpec
 from jobs.models import ProcessDefinition, ProcessRun, TaskRun
@@ -89,6 +89,14 @@ ATTEMPT_FIELDS = (
 )
 
 
+class StoredAttempt(NamedTuple):
+    """An attempt as the engine sees it, plus what finishing it needs."""
+
+    attempt: Attempt
+    terminate_as: str
+    reported_success: bool | None
+
+
 def _attempt(row: Sequence[Any]) -> Attempt:
     pk, task, round_, number, status, not_before, started, finished, terminating, reason = row
     return Attempt(
@@ -106,16 +114,22 @@ def _attempt(row: Sequence[Any]) -> Attempt:
     )
 
 
-def run_state(run: ProcessRun, task_runs: Iterable[TaskRun] | None = None) -> RunState:
-    """The engine's view of one run; its attempts are read from the database unless given."""
-    if task_runs is None:
-        rows: Iterable[Sequence[Any]] = run.task_runs.values_list(*ATTEMPT_FIELDS)
-    else:
-        rows = ([getattr(tr, field) for field in ATTEMPT_FIELDS] for tr in task_runs)
+def attempt_of(task_run: TaskRun) -> Attempt:
+    return _attempt([getattr(task_run, field) for field in ATTEMPT_FIELDS])
+
+
+def load_attempts(run: ProcessRun) -> list[StoredAttempt]:
+    """Every attempt of a run, in creation order, in one query."""
+    rows = run.task_runs.values_list(*ATTEMPT_FIELDS, "terminate_as", "reported_success")
+    return [StoredAttempt(_attempt(row[:-2]), row[-2], row[-1]) for row in rows]
+
+
+def run_state(run: ProcessRun, attempts: Iterable[Attempt]) -> RunState:
+    """The engine's view of one run: its frozen tasks and the given attempts."""
     return RunState(
         run_id=run.pk,
         status=RunStatus(run.status),
         tasks=tuple(task_spec(entry) for entry in run.snapshot["tasks"]),
-        attempts=tuple(_attempt(row) for row in rows),
+        attempts=tuple(attempts),
         kill_requested=run.kill_requested_at is not None,
     )

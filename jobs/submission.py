@@ -58,6 +58,7 @@ def submit_task_run(task_run_id: int) -> bool:
         submission = executor.submit(
             Launch(
                 task_run_id=task_run.pk,
+                run_id=task_run.run_id,
                 idempotency_key=task_run.idempotency_key,
                 config=config,
                 env=task_environment(task_run),
@@ -65,13 +66,21 @@ def submit_task_run(task_run_id: int) -> bool:
         )
     except ConfigError as exc:
         orchestrator.record_outcomes(
-            [orchestrator.Outcome(task_run.pk, None, f"invalid executor config: {exc}")]
+            [
+                orchestrator.Outcome(
+                    task_run.pk, task_run.run_id, None, f"invalid executor config: {exc}"
+                )
+            ]
         )
         return True
     except ExecutorError as exc:
         if exc.permanent:
             orchestrator.record_outcomes(
-                [orchestrator.Outcome(task_run.pk, None, f"could not start: {exc.message}")]
+                [
+                    orchestrator.Outcome(
+                        task_run.pk, task_run.run_id, None, f"could not start: {exc.message}"
+                    )
+                ]
             )
             return True
         TaskRun.objects.filter(pk=task_run.pk, status=AttemptStatus.SUBMITTING).update(
@@ -120,12 +129,9 @@ def recover_stuck_submissions() -> int:
         if found is not None:
             _after_submit(task_run, executor.runs_on_submit, found.external_id, found.log_ref)
         else:
+            lost = "lost while submitting (its worker stopped)"
             orchestrator.record_outcomes(
-                [
-                    orchestrator.Outcome(
-                        task_run.pk, None, "lost while submitting (its worker stopped)"
-                    )
-                ]
+                [orchestrator.Outcome(task_run.pk, task_run.run_id, None, lost)]
             )
         recovered += 1
     return recovered

@@ -47,11 +47,11 @@ def fail_lost_local_attempts() -> int:
             executor="local", status__in=[AttemptStatus.SUBMITTED, AttemptStatus.RUNNING]
         )
         .filter(Q(heartbeat_at__lt=cutoff) | Q(heartbeat_at__isnull=True, submitted_at__lt=cutoff))
-        .values_list("pk", "heartbeat_at")
+        .values_list("pk", "run_id", "heartbeat_at")
     )
     if lost:
         orchestrator.record_outcomes(
-            [orchestrator.Outcome(pk, None, _lost_note(beat)) for pk, beat in lost]
+            [orchestrator.Outcome(pk, run_id, None, _lost_note(beat)) for pk, run_id, beat in lost]
         )
     return len(lost)
 
@@ -120,7 +120,9 @@ def _apply_statuses(task_runs: list[TaskRun], statuses: dict[str, Status]) -> in
             continue
         if status.state in (State.SUCCEEDED, State.FAILED):
             finished.append(
-                orchestrator.Outcome(task_run.pk, status.exit_code, status.reason, status.ended_at)
+                orchestrator.Outcome(
+                    task_run.pk, task_run.run_id, status.exit_code, status.reason, status.ended_at
+                )
             )
         elif status.state == State.RUNNING and task_run.status == AttemptStatus.SUBMITTED:
             started = status.started_at or timezone.now()

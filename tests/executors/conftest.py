@@ -43,6 +43,7 @@ def make_launch(
 ) -> Launch:
     return Launch(
         task_run_id=1,
+        run_id=1,
         idempotency_key=key or f"att-{uuid.uuid4().hex}",
         config=config,
         env=launch_env or {},

@@ -1,5 +1,6 @@
 from __future__ import annotations
 
+import dataclasses
 import logging
 import os
 import threading
@@ -56,7 +57,7 @@ def test_environment_is_minimal_plus_config_plus_launch(executor, exits, monkeyp
         "SUNDIAL_TOKEN": "tok",
         "BAR": "launch",
     }
-    sub = executor.submit(type(launch)(1, launch.idempotency_key, launch.config, launch_env))
+    sub = executor.submit(dataclasses.replace(launch, env=launch_env))
     exits.wait_for(sub.external_id)
     env = dict(line.split("=", 1) for line in read_all(executor, sub.log_ref))
     assert env["SUNDIAL_RUN_ID"] == "7"
@@ -166,7 +167,7 @@ def test_unsafe_idempotency_key_is_rejected(executor, key):
 
 def _empty_key_launch():
     launch = make_launch(command=["true"])
-    return type(launch)(1, "", launch.config, {})
+    return dataclasses.replace(launch, idempotency_key="", env={})
 
 
 def test_invalid_config_is_permanent(executor):
@@ -211,6 +212,7 @@ def test_watcher_survives_failing_callbacks(make_executor, caplog):
         wait_until(lambda: len(seen) == 1)
         second = executor.submit(make_launch(command=["false"]))
         wait_until(lambda: len(seen) == 2)
+        wait_until(lambda: "heartbeat failed" in caplog.text)
     assert [eid for eid, _ in seen] == [first.external_id, second.external_id]
     assert "database is down" in caplog.text
     assert "heartbeat failed" in caplog.text
