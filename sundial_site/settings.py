@@ -106,7 +106,7 @@ if CELERY_BROKER_URL == "filesystem://":
         "store_processed": False,
         "polling_interval": 0.1,
     }
-else:
+elif CELERY_BROKER_URL.startswith(("redis://", "rediss://")):
     # Redis re-delivers an unacknowledged message after the visibility timeout; tasks are
     # idempotent, so a repeat is harmless, but it must outlast the longest task.
     CELERY_BROKER_TRANSPORT_OPTIONS = {"visibility_timeout": 3600}
