@@ -97,7 +97,11 @@ def poll_running() -> int:
         live[task_run.executor].append(task_run)
     changed = 0
     for kind, task_runs in live.items():
-        executor = executor_for(kind)
+        try:
+            executor = executor_for(kind)
+        except ExecutorError as exc:  # e.g. attempts left by another build during a deploy
+            log.error("cannot poll %s attempts: %s", kind, exc.message)
+            continue
         if executor.runs_on_submit:
             continue  # local processes report their own exits
         for start in range(0, len(task_runs), POLL_BATCH):

@@ -2,8 +2,11 @@
 
 from __future__ import annotations
 
+import math
 import os
+from collections.abc import Callable
 from pathlib import Path
+from typing import TypeVar
 
 from django.core.exceptions import ImproperlyConfigured
 
@@ -34,30 +37,28 @@ def env_bool(name: str, default: bool) -> bool:
     raise ImproperlyConfigured(f"{name}={raw!r} is not a boolean (use 1/0, true/false, yes/no)")
 
 
-def env_float(name: str, default: float, *, minimum: float = 0.0) -> float:
+N = TypeVar("N", int, float)
+
+
+def _env_number(name: str, default: N, minimum: N, parse: Callable[[str], N], kind: str) -> N:
     raw = os.environ.get(name)
     if raw is None:
         return default
     try:
-        value = float(raw)
+        value = parse(raw)
     except ValueError:
-        raise ImproperlyConfigured(f"{name}={raw!r} is not a number") from None
-    if value < minimum:
+        raise ImproperlyConfigured(f"{name}={raw!r} is not {kind}") from None
+    if not math.isfinite(value) or value < minimum:  # "nan" would pass any comparison
         raise ImproperlyConfigured(f"{name}={raw!r} must be at least {minimum}")
     return value
+
+
+def env_float(name: str, default: float, *, minimum: float = 0.0) -> float:
+    return _env_number(name, default, minimum, float, "a number")
 
 
 def env_int(name: str, default: int, *, minimum: int = 0) -> int:
-    raw = os.environ.get(name)
-    if raw is None:
-        return default
-    try:
-        value = int(raw)
-    except ValueError:
-        raise ImproperlyConfigured(f"{name}={raw!r} is not a whole number") from None
-    if value < minimum:
-        raise ImproperlyConfigured(f"{name}={raw!r} must be at least {minimum}")
-    return value
+    return _env_number(name, default, minimum, int, "a whole number")
 
 
 def env_list(name: str, default: list[str]) -> list[str]:

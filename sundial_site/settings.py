@@ -19,7 +19,7 @@ VAR_DIR = Path(env_str("SUNDIAL_VAR_DIR", str(BASE_DIR / "var")))
 DEBUG = env_bool("DEBUG", False)
 SECRET_KEY = env_str("SECRET_KEY")
 if not SECRET_KEY:
-    if not DEBUG and env_bool("SUNDIAL_REQUIRE_SECRET_KEY", False):
+    if env_bool("SUNDIAL_REQUIRE_SECRET_KEY", False):
         raise ImproperlyConfigured("SECRET_KEY is not set")
     # The embedded default must start with no configuration at all; production sets
     # SUNDIAL_REQUIRE_SECRET_KEY=1 (see README) so a missing key stops start-up.

@@ -227,12 +227,6 @@ def test_polling_twice_changes_nothing_the_second_time(remote):
     assert remote.calls[-1] == ["job-up"], "only the attempt still live is asked again"
 
 
-@pytest.mark.xfail(
-    strict=True,
-    raises=ExecutorError,
-    reason="poll_running calls executor_for(kind) outside its try: a live attempt of a kind "
-    "this build lacks raises ExecutorError out of the whole sweep, so no other kind is polled",
-)
 def test_a_kind_missing_from_this_build_does_not_stop_polling_the_others(remote):
     process = make_process(
         "two-kinds",
