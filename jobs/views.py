@@ -8,11 +8,12 @@ from datetime import UTC, datetime
 from django.contrib.auth.decorators import login_required
 from django.db.models import Prefetch, QuerySet
 from django.http import HttpRequest, HttpResponse
-from django.shortcuts import render
+from django.shortcuts import get_object_or_404, render
 from django.utils.html import format_html
 from django.utils.safestring import SafeString
 
-from jobs.models import ProcessDefinition, ProcessRun, ScheduleKind
+from jobs.logs import read_log
+from jobs.models import ProcessDefinition, ProcessRun, ScheduleKind, TaskRun
 from jobs.schedule import ScheduleError, parse_timezone
 
 
@@ -94,3 +95,9 @@ def home_rows() -> list[ProcessRow]:
 @login_required
 def home(request: HttpRequest) -> HttpResponse:
     return render(request, "jobs/home.html", {"rows": home_rows()})
+
+
+@login_required
+def task_log(request: HttpRequest, task_run_id: int) -> HttpResponse:
+    task_run = get_object_or_404(TaskRun.objects.select_related("run"), pk=task_run_id)
+    return render(request, "jobs/task_log.html", {"task_run": task_run, "log": read_log(task_run)})
