@@ -86,6 +86,7 @@ def trigger_run(
         TaskEvent.objects.create(
             run=run, kind="triggered", message=f"{trigger}{who}; {decision.reason}", actor=user
         )
+        log.info("%s run %s: %s (%s)", definition.name, run.pk, run.status, trigger)
         for replaced_id in decision.replace:
             request_kill(replaced_id, user=user, reason=f"replaced by run {run.pk}")
         if run.status == RunStatus.RUNNING:
@@ -225,6 +226,7 @@ def _finish_run(run: ProcessRun, status: RunStatus, reason: str, now: datetime) 
         status=status, reason=reason, finished_at=now, wake_at=None
     )
     run.status, run.reason, run.finished_at, run.wake_at = status, reason, now, None
+    log.info("%s run %s: %s (%s)", run.snapshot["process"]["name"], run.pk, status, reason)
     # Continuous schedules count their gap from the end of the previous run.
     gap = (
         ProcessDefinition.objects.filter(
