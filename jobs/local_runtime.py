@@ -81,7 +81,12 @@ class LocalRuntime:
         with dispatch.continue_locally() as successors:
             orchestrator.record_outcomes(outcomes)
         for task_run_id in successors:
-            submit_task_run(task_run_id)
+            try:
+                submit_task_run(task_run_id)
+            except Exception:
+                # The attempt is READY (or back to READY): the broker path retries it.
+                log.exception("submitting %s here failed; handing it to the broker", task_run_id)
+                dispatch.after_commit(dispatch.SUBMIT, task_run_id)
 
     def _on_tick(self, live_ids: list[str]) -> None:
         with self._lock:

@@ -61,3 +61,28 @@ def test_a_run_with_a_retry_finishes_through_the_worker(worker, tmp_path):
     ]
     assert time.monotonic() - started < 10, "the retry was woken by its own message, not a sweep"
     assert sweep() == 0, "nothing was left for the safety net"
+
+
+def test_a_successor_the_exiting_thread_cannot_submit_goes_through_the_broker(worker, monkeypatch):
+    from jobs import local_runtime, submission
+
+    refused = []
+
+    def refuse_once(task_run_id):
+        if not refused:
+            refused.append(task_run_id)
+            raise submission.SubmitLater("fork failed: resource temporarily unavailable")
+        return submission.submit_task_run(task_run_id)
+
+    monkeypatch.setattr(local_runtime, "submit_task_run", refuse_once)
+    process = make_process("handover", {"a": {}, "b": {"requires": ["a"]}})
+    run = trigger_run(process, Trigger.API)
+
+    def finished():
+        """the run to finish after the hand-over"""
+        run.refresh_from_db()
+        return run.finished_at is not None
+
+    wait_for(finished, timeout=30)
+    assert run.status == "succeeded"
+    assert refused == [run.task_runs.get(task_name="b").pk]
