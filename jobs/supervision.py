@@ -47,11 +47,22 @@ def fail_lost_local_attempts() -> int:
             executor="local", status__in=[AttemptStatus.SUBMITTED, AttemptStatus.RUNNING]
         )
         .filter(Q(heartbeat_at__lt=cutoff) | Q(heartbeat_at__isnull=True, submitted_at__lt=cutoff))
-        .values_list("pk", "run_id", "heartbeat_at")
+        .values_list("pk", "run_id", "heartbeat_at", "external_id")
     )
+    local = executor_for("local")
+    for *_, external_id in lost:
+        # The process may outlive its worker (it has its own session): stop it if it runs
+        # on this host; elsewhere it cannot be reached, and the retry proceeds regardless.
+        try:
+            local.terminate(external_id, "its worker stopped")
+        except ExecutorError as exc:
+            log.info("lost process %s left alone: %s", external_id, exc.message)
     if lost:
         orchestrator.record_outcomes(
-            [orchestrator.Outcome(pk, run_id, None, _lost_note(beat)) for pk, run_id, beat in lost]
+            [
+                orchestrator.Outcome(pk, run_id, None, _lost_note(beat))
+                for pk, run_id, beat, _ in lost
+            ]
         )
     return len(lost)
 
