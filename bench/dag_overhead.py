@@ -83,26 +83,14 @@ def main() -> None:
     fan["sink"] = {"requires": [f"p{i:02}" for i in range(50)]}
     fanout = make_process(f"bench-fanout-{os.getpid()}", fan, overlap="allow")
 
+    worker_log = Path(os.environ["SUNDIAL_VAR_DIR"]) / "bench-worker.log"
+    worker_log.parent.mkdir(parents=True, exist_ok=True)
     worker = subprocess.Popen(
-        [
-            sys.executable,
-            "-m",
-            "celery",
-            "-A",
-            "sundial_site",
-            "worker",
-            "--pool",
-            "threads",
-            "--concurrency",
-            "8",
-            "-l",
-            "warning",
-            "--without-gossip",
-            "--without-mingle",
-            "--without-heartbeat",
-        ],
-        cwd=ROOT,
-    )
+        [sys.executable, "-m", "celery", "-A", "sundial_site", "worker", "--pool", "threads",
+         "--concurrency", "8", "-l", "warning", "--without-gossip", "--without-mingle",
+         "--without-heartbeat"],
+        cwd=ROOT, stdout=worker_log.open("w"), stderr=subprocess.STDOUT,
+    )  # fmt: skip
     try:
 
         def timed_run(process) -> tuple[float, ProcessRun]:
@@ -114,7 +102,7 @@ def main() -> None:
                 if run.finished_at:
                     break
                 if time.monotonic() > deadline:
-                    raise SystemExit(f"run {run.pk} did not finish in 60 s")
+                    raise SystemExit(f"run {run.pk} did not finish in 60 s; see {worker_log}")
                 time.sleep(0.02)
             if run.status != "succeeded":
                 raise SystemExit(f"run {run.pk} ended {run.status}")

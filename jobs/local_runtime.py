@@ -14,7 +14,7 @@ import time
 from collections.abc import Sequence
 
 from django.conf import settings
-from django.db import close_old_connections
+from django.db import DatabaseError, close_old_connections
 from django.utils import timezone
 
 from executors.base import ExecutorError, Launch, LogChunk, Status, Submission
@@ -38,6 +38,7 @@ class LocalRuntime:
         self._lock = threading.Lock()
         self._attempts: dict[str, tuple[int, int]] = {}  # external id -> (TaskRun id, run id)
         self._last_heartbeat = 0.0
+        self._unrecorded: list[orchestrator.Outcome] = []  # exits the database did not take yet
         self.executor = LocalExecutor(
             settings.SUNDIAL_LOG_DIR, on_exit=self._on_exit, on_tick=self._on_tick
         )
@@ -70,16 +71,32 @@ class LocalRuntime:
 
     def _on_exit(self, exits: list[tuple[str, Status]]) -> None:
         with self._lock:
-            outcomes = [
+            self._unrecorded += [
                 orchestrator.Outcome(
                     *self._attempts.pop(external_id), status.exit_code, ended_at=status.ended_at
                 )
                 for external_id, status in exits
                 if external_id in self._attempts
             ]
-        close_old_connections()  # this thread outlives any request cycle
-        with dispatch.continue_locally() as successors:
-            orchestrator.record_outcomes(outcomes)
+        self._record()
+
+    def _record(self) -> None:
+        """Record the exits seen so far; if the database fails, keep them for the next tick."""
+        with self._lock:
+            outcomes, self._unrecorded = self._unrecorded, []
+        if not outcomes:
+            return
+        try:
+            with dispatch.continue_locally() as successors:
+                orchestrator.record_outcomes(outcomes)
+        except DatabaseError:
+            # An exit code exists nowhere but here: never drop it. Recording is idempotent,
+            # so retrying outcomes that did commit (one run of several) changes nothing.
+            log.exception("recording %d exits failed; retrying on the next tick", len(outcomes))
+            close_old_connections()  # a broken connection is replaced on the next try
+            with self._lock:
+                self._unrecorded = outcomes + self._unrecorded
+            return
         for task_run_id in successors:
             try:
                 submit_task_run(task_run_id)
@@ -91,9 +108,12 @@ class LocalRuntime:
     def _on_tick(self, live_ids: list[str]) -> None:
         with self._lock:
             attempt_ids = [self._attempts[e][0] for e in live_ids if e in self._attempts]
+            if not attempt_ids and not self._unrecorded:
+                return  # nothing to do: leave the database alone
+        close_old_connections()  # this thread outlives any request cycle
+        self._record()
         if not attempt_ids:
             return
-        close_old_connections()
         live = TaskRun.objects.filter(pk__in=attempt_ids)
         if time.monotonic() - self._last_heartbeat >= settings.SUNDIAL_HEARTBEAT_INTERVAL_S:
             live.update(heartbeat_at=timezone.now())
