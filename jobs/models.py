@@ -143,7 +143,6 @@ class Trigger(models.TextChoices):
     SCHEDULE = "schedule"
     MANUAL = "manual"
     API = "api"
-    RETRY = "retry"
 
 
 class ProcessRun(models.Model):

@@ -265,11 +265,25 @@ def retry_failed_tasks(run_id: int, *, user: User | None = None) -> list[str]:
     """Rerun a finished run's failed tasks and everything downstream; keep its successes."""
     now = timezone.now()
     with transaction.atomic():
+        # Definition, then run: the lock order trigger_run uses, so the two never deadlock.
+        run = ProcessRun.objects.get(pk=run_id)
+        definition = ProcessDefinition.objects.select_for_update().get(pk=run.definition_id)
         run = ProcessRun.objects.select_for_update().get(pk=run_id)
         if run.status not in (RunStatus.FAILED, RunStatus.KILLED):
             raise TriggerError(
                 f"run {run.pk} is {run.status}; only failed or killed runs can be retried"
             )
+        # A retried run becomes active again, so the overlap policy has its say.
+        others = list(
+            definition.runs.filter(status__in=ACTIVE_RUN)
+            .order_by("id")
+            .values_list("pk", flat=True)
+        )
+        decision = engine.decide_overlap(OverlapPolicy(definition.overlap), others)
+        if decision.start != RunStatus.RUNNING:
+            raise TriggerError(f"run {run.pk} cannot be retried now: {decision.reason}")
+        for replaced_id in decision.replace:
+            request_kill(replaced_id, user=user, reason=f"replaced by the retry of run {run.pk}")
         state = run_state(run, [stored.attempt for stored in load_attempts(run)])
         names = engine.rerun_tasks(state)
         next_round = max(a.round for a in state.attempts) + 1

@@ -234,7 +234,6 @@ class Migration(migrations.Migration):
                             ("schedule", "Schedule"),
                             ("manual", "Manual"),
                             ("api", "Api"),
-                            ("retry", "Retry"),
                         ],
                         max_length=10,
                     ),

@@ -2,8 +2,14 @@
 
 import pytest
 
-from jobs.models import ProcessRun, TaskDefinition, Trigger
-from jobs.orchestrator import TriggerError, retry_failed_tasks, start_queued_run, trigger_run
+from jobs.models import ProcessDefinition, ProcessRun, TaskDefinition, Trigger
+from jobs.orchestrator import (
+    TriggerError,
+    request_kill,
+    retry_failed_tasks,
+    start_queued_run,
+    trigger_run,
+)
 from tests.conftest import make_process
 from tests.orchestrator.driving import attempts, drive
 
@@ -33,8 +39,6 @@ def test_skip_policy_records_a_skipped_run_for_every_trigger_source(trigger):
 
 
 def test_queue_policy_starts_the_next_run_when_the_active_one_ends(admin_user):
-    from jobs.orchestrator import request_kill
-
     process = make_process("queuer", SLEEPER, overlap="queue")
     first = trigger_run(process, Trigger.MANUAL)
     second = trigger_run(process, Trigger.API)
@@ -101,3 +105,25 @@ def test_retry_failed_tasks_keeps_successes_and_reruns_the_failure_and_its_downs
     assert list(run.task_runs.values_list("round", flat=True)) == [1, 1, 1, 2, 2]
     with pytest.raises(TriggerError, match="only failed or killed runs"):
         retry_failed_tasks(run.pk)
+
+
+@pytest.mark.parametrize(
+    ("policy", "refused"), [("skip", True), ("queue", True), ("replace", False), ("allow", False)]
+)
+def test_retrying_a_run_obeys_the_overlap_policy(policy, refused):
+    process = make_process(f"retry-{policy}", SLEEPER, overlap="allow")
+    killed = trigger_run(process, Trigger.MANUAL)
+    request_kill(killed.pk)
+    drive(killed)
+    active = trigger_run(process, Trigger.MANUAL)
+    ProcessDefinition.objects.filter(pk=process.pk).update(overlap=policy)
+    if refused:
+        with pytest.raises(TriggerError, match=f"cannot be retried now: .*run {active.pk}"):
+            retry_failed_tasks(killed.pk)
+    else:
+        assert retry_failed_tasks(killed.pk) == ["sleepy"]
+        active.refresh_from_db()
+        assert (active.kill_requested_at is not None) == (policy == "replace")
+    for run in (killed, active):
+        request_kill(run.pk)
+        drive(run)
