@@ -7,7 +7,6 @@ import logging
 from datetime import timedelta
 
 from django.conf import settings
-from django.db.models import Q
 from django.utils import timezone
 
 from executors.base import ExecutorError, Launch
@@ -42,12 +41,9 @@ def task_environment(task_run: TaskRun) -> dict[str, str]:
 def submit_task_run(task_run_id: int) -> bool:
     """Claim a READY attempt and start it on its executor; False if it was not ours to take."""
     now = timezone.now()
-    claimed = (
-        TaskRun.objects.filter(pk=task_run_id, status=AttemptStatus.READY)
-        .filter(Q(not_before__isnull=True) | Q(not_before__lte=now))
-        .update(status=AttemptStatus.SUBMITTING, submitting_at=now)
-    )
-    if not claimed:
+    if not TaskRun.objects.filter(pk=task_run_id, status=AttemptStatus.READY).update(
+        status=AttemptStatus.SUBMITTING, submitting_at=now
+    ):
         return False
     task_run = TaskRun.objects.select_related("run").get(pk=task_run_id)
     entry = task_entry(task_run.run.snapshot, task_run.task_name)
@@ -65,23 +61,11 @@ def submit_task_run(task_run_id: int) -> bool:
             )
         )
     except ConfigError as exc:
-        orchestrator.record_outcomes(
-            [
-                orchestrator.Outcome(
-                    task_run.pk, task_run.run_id, None, f"invalid executor config: {exc}"
-                )
-            ]
-        )
+        _fail(task_run, f"invalid executor config: {exc}")
         return True
     except ExecutorError as exc:
         if exc.permanent:
-            orchestrator.record_outcomes(
-                [
-                    orchestrator.Outcome(
-                        task_run.pk, task_run.run_id, None, f"could not start: {exc.message}"
-                    )
-                ]
-            )
+            _fail(task_run, f"could not start: {exc.message}")
             return True
         TaskRun.objects.filter(pk=task_run.pk, status=AttemptStatus.SUBMITTING).update(
             status=AttemptStatus.READY
@@ -89,6 +73,11 @@ def submit_task_run(task_run_id: int) -> bool:
         raise SubmitLater(exc.message) from exc
     _after_submit(task_run, executor.runs_on_submit, submission.external_id, submission.log_ref)
     return True
+
+
+def _fail(task_run: TaskRun, reason: str) -> None:
+    """End an attempt that never started (the engine retries it per the task's policy)."""
+    orchestrator.record_outcomes([orchestrator.Outcome(task_run.pk, task_run.run_id, None, reason)])
 
 
 def _after_submit(task_run: TaskRun, running: bool, external_id: str, log_ref: str) -> None:
@@ -129,9 +118,6 @@ def recover_stuck_submissions() -> int:
         if found is not None:
             _after_submit(task_run, executor.runs_on_submit, found.external_id, found.log_ref)
         else:
-            lost = "lost while submitting (its worker stopped)"
-            orchestrator.record_outcomes(
-                [orchestrator.Outcome(task_run.pk, task_run.run_id, None, lost)]
-            )
+            _fail(task_run, "lost while submitting (its worker stopped)")
         recovered += 1
     return recovered

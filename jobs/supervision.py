@@ -80,10 +80,9 @@ def reconcile() -> int:
     """Re-enqueue what the database says is due, in case its message was lost."""
     now = timezone.now()
     count = recover_stuck_submissions()
-    for task_run_id in (
-        TaskRun.objects.filter(status=AttemptStatus.READY)
-        .filter(Q(not_before__isnull=True) | Q(not_before__lte=now))
-        .values_list("pk", flat=True)
+    # The engine marks an attempt READY only once its backoff has passed: all are due.
+    for task_run_id in TaskRun.objects.filter(status=AttemptStatus.READY).values_list(
+        "pk", flat=True
     ):
         dispatch.after_commit(dispatch.SUBMIT, task_run_id)
         count += 1
