@@ -49,6 +49,8 @@ def fail_lost_local_attempts() -> int:
         .filter(Q(heartbeat_at__lt=cutoff) | Q(heartbeat_at__isnull=True, submitted_at__lt=cutoff))
         .values_list("pk", "run_id", "heartbeat_at", "external_id")
     )
+    if not lost:
+        return 0
     local = executor_for("local")
     for *_, external_id in lost:
         # The process may outlive its worker (it has its own session): stop it if it runs
@@ -57,13 +59,9 @@ def fail_lost_local_attempts() -> int:
             local.terminate(external_id, "its worker stopped")
         except ExecutorError as exc:
             log.info("lost process %s left alone: %s", external_id, exc.message)
-    if lost:
-        orchestrator.record_outcomes(
-            [
-                orchestrator.Outcome(pk, run_id, None, _lost_note(beat))
-                for pk, run_id, beat, _ in lost
-            ]
-        )
+    orchestrator.record_outcomes(
+        [orchestrator.Outcome(pk, run_id, None, _lost_note(beat)) for pk, run_id, beat, _ in lost]
+    )
     return len(lost)
 
 

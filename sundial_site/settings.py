@@ -118,7 +118,6 @@ CELERY_RESULT_BACKEND = None
 CELERY_BROKER_CONNECTION_RETRY_ON_STARTUP = True
 CELERY_BEAT_SCHEDULER = "django_celery_beat.schedulers:DatabaseScheduler"
 CELERY_TIMEZONE = "UTC"
-CELERY_TASK_ALWAYS_EAGER = False
 
 # ---- Sundial ----
 SUNDIAL_API_URL = env_str("SUNDIAL_API_URL", "http://127.0.0.1:8000") or ""
