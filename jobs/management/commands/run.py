@@ -28,7 +28,8 @@ class Command(BaseCommand):
         for folder in (settings.VAR_DIR, settings.SUNDIAL_LOG_DIR):
             folder.mkdir(parents=True, exist_ok=True)
         if settings.CELERY_BROKER_URL == "filesystem://":
-            (settings.VAR_DIR / "broker" / "processed").mkdir(parents=True, exist_ok=True)
+            for folder in ("processed", "control"):
+                (settings.VAR_DIR / "broker" / folder).mkdir(parents=True, exist_ok=True)
         call_command("migrate", interactive=False, verbosity=0)
         self._ensure_login()
         if not no_demo:
