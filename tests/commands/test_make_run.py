@@ -74,4 +74,6 @@ def test_run_starts_everything_on_sqlite_and_a_serverless_broker_and_stops_on_ct
         proc.send_signal(signal.SIGINT)
         output, _ = proc.communicate(timeout=30)
     assert "created login 'admin' with password" in output
+    assert (tmp_path / "broker" / "control").is_dir(), "the broker keeps its files in var/"
+    assert not (ROOT / "control").exists()
     assert proc.returncode == 0, output
