@@ -94,7 +94,9 @@ def home_rows() -> list[ProcessRow]:
 
 @login_required
 def home(request: HttpRequest) -> HttpResponse:
-    return render(request, "jobs/home.html", {"rows": home_rows()})
+    # The page polls itself for just its table (HTMX); the full page renders the same partial.
+    template = "jobs/partials/process_table.html" if request.htmx else "jobs/home.html"
+    return render(request, template, {"rows": home_rows()})
 
 
 @login_required

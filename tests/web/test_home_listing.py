@@ -46,5 +46,14 @@ def test_archived_processes_are_left_out(admin_client):
     assert "kept" in html and "retired" not in html
 
 
-def test_the_page_refreshes_itself(admin_client):
-    assert '<meta http-equiv="refresh" content="5">' in home(admin_client)
+def test_without_javascript_the_page_still_refreshes_itself(admin_client):
+    assert '<noscript><meta http-equiv="refresh" content="5"></noscript>' in home(admin_client)
+
+
+def test_the_page_polls_for_its_table_and_gets_just_the_table(admin_client):
+    make_process("polled")
+    page = admin_client.get(reverse("home")).content.decode()
+    assert 'hx-trigger="every 5s"' in page and "htmx-2.0.11.min.js" in page
+    partial = admin_client.get(reverse("home"), HTTP_HX_REQUEST="true").content.decode()
+    assert partial.lstrip().startswith('<table class="processes" id="processes"')
+    assert "polled" in partial and "<html" not in partial
