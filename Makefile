@@ -24,6 +24,7 @@ lint: $(STAMP)
 	$(BIN)/ruff format --check .
 
 bench: $(STAMP)
+	$(BIN)/python bench/engine_step.py
 	$(BIN)/python bench/dag_overhead.py
 
 # Regenerate the lock file after changing pyproject.toml (needs uv: pip install uv).

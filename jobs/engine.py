@@ -9,6 +9,7 @@ tested with plain values.
 
 from __future__ import annotations
 
+import heapq
 import random
 import signal
 from collections.abc import Iterable, Mapping, Sequence
@@ -282,18 +283,30 @@ def _index(state: RunState) -> tuple[dict[str, TaskSpec], dict[str, Attempt]]:
 
 
 def _topological(tasks: Sequence[TaskSpec]) -> list[TaskSpec]:
-    """Tasks with every upstream before its downstreams; ties keep the given order."""
+    """Tasks with every upstream before its downstreams (Kahn's algorithm, linear time).
+
+    Among tasks free to go, the one given first goes first, so the order is deterministic.
+    """
+    position = {t.name: i for i, t in enumerate(tasks)}
+    blockers = {t.name: len({*t.requires, *t.after}) for t in tasks}
+    downstream: dict[str, list[str]] = {t.name: [] for t in tasks}
+    for t in tasks:
+        for up in {*t.requires, *t.after}:
+            downstream[up].append(t.name)
+    free = [position[t.name] for t in tasks if blockers[t.name] == 0]
+    heapq.heapify(free)
     order: list[TaskSpec] = []
-    placed: set[str] = set()
-    rest = list(tasks)
-    while rest:
-        ready = [t for t in rest if placed.issuperset((*t.requires, *t.after))]
-        if not ready:
-            cycle = task_graph_cycle({t.name: (*t.requires, *t.after) for t in rest}) or []
-            raise ValueError("dependency cycle: " + " → ".join(cycle))
-        order += ready
-        placed.update(t.name for t in ready)
-        rest = [t for t in rest if t.name not in placed]
+    while free:
+        task = tasks[heapq.heappop(free)]
+        order.append(task)
+        for name in downstream[task.name]:
+            blockers[name] -= 1
+            if blockers[name] == 0:
+                heapq.heappush(free, position[name])
+    if len(order) < len(tasks):
+        placed = {t.name for t in order}
+        rest = {t.name: (*t.requires, *t.after) for t in tasks if t.name not in placed}
+        raise ValueError("dependency cycle: " + " → ".join(task_graph_cycle(rest) or []))
     return order
 
 
