@@ -12,8 +12,10 @@ def test_find_a_forgotten_process_by_key(make_executor, exits):
     launch = make_launch(command=["sleep", "60"])
     sub = first.submit(launch)
     assert first.find(launch.idempotency_key) == sub
-    # A new executor (the worker restarted) knows nothing but the key.
-    assert make_executor().find(launch.idempotency_key) == sub
+    # A new executor (the worker restarted) knows nothing but the key. Polled: right after
+    # exec, /proc/<pid>/environ can briefly read empty (recovery looks a minute later).
+    restarted = make_executor()
+    wait_until(lambda: restarted.find(launch.idempotency_key) == sub)
     first.terminate(sub.external_id, "done")
     exits.wait_for(sub.external_id)
 
@@ -24,7 +26,8 @@ def test_find_returns_the_job_not_its_children(make_executor, exits):
     launch = make_launch(shell="sleep 60 & echo $!; wait")
     sub = owner.submit(launch)
     wait_until(lambda: read_all(owner, sub.log_ref))
-    assert make_executor().find(launch.idempotency_key) == sub
+    restarted = make_executor()
+    wait_until(lambda: restarted.find(launch.idempotency_key) == sub)
 
 
 def test_find_unknown_key(executor):
