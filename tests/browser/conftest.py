@@ -44,6 +44,7 @@ def page(browser, live_server, admin_user):
     page.goto("/admin/login/")
     page.fill("#id_username", admin_user.username)
     page.fill("#id_password", "pw")
-    page.click("input[type=submit]")
+    with page.expect_navigation():
+        page.click("input[type=submit]")
     yield page
     context.close()

@@ -29,7 +29,8 @@ def test_the_admin_names_what_is_wrong_with_a_process(page):
     page.fill("#id_cron", "0 25 * * *")
     page.fill("#id_tasks-0-requires", "load")
     page.fill("#id_tasks-1-config", '{"command": ["true"],}')
-    page.click("input[name=_save]")
+    with page.expect_navigation():
+        page.click("input[name=_save]")
     errors = page.locator(".errorlist").all_inner_texts()
     assert any("invalid cron expression '0 25 * * *'" in e for e in errors)
     assert any("dependency cycle: extract → load → extract" in e for e in errors)
