@@ -382,15 +382,20 @@ def attempt_outcome(
     exit_code: int | None,
     reported_success: bool | None,
     terminated_as: AttemptStatus | None,
+    stop_reason: str = "",
 ) -> tuple[AttemptStatus, str]:
-    """Map how an attempt ended to its final status and a human reason."""
+    """Map how an attempt ended to its final status and a human reason.
+
+    ``stop_reason`` is why a kill was asked ("run killed", "replaced by run 12"), kept as
+    the killed attempt's reason so the run page says who or what stopped it.
+    """
     if terminated_as is not None:
         # We asked it to stop, so its exit code (usually a signal) says nothing new.
         if terminated_as == AttemptStatus.TIMED_OUT:
             limit = f" of {spec.time_limit_s:g}s" if spec.time_limit_s is not None else ""
             return AttemptStatus.TIMED_OUT, f"time limit{limit} exceeded"
         if terminated_as == AttemptStatus.KILLED:
-            return AttemptStatus.KILLED, "killed"
+            return AttemptStatus.KILLED, stop_reason or "killed"
         raise ValueError(f"terminated_as must be TIMED_OUT or KILLED, not {terminated_as!r}")
     if exit_code is None:
         return AttemptStatus.FAILED, "no exit code"
@@ -406,7 +411,9 @@ def attempt_outcome(
         return AttemptStatus.FAILED, "exited 0 but reported failure"
     if spec.require_explicit_success and reported_success is not True:
         return AttemptStatus.FAILED, "exited 0 without reporting success"
-    return AttemptStatus.SUCCEEDED, "succeeded"
+    return AttemptStatus.SUCCEEDED, "exit code 0" + (
+        ", success reported" if reported_success else ""
+    )
 
 
 # ---- what the UI shows ----

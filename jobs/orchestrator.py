@@ -385,7 +385,11 @@ def _finish_attempt(
     spec = task_spec(task_entry(run.snapshot, attempt.task))
     terminated_as = AttemptStatus(stored.terminate_as) if stored.terminate_as else None
     status, reason = engine.attempt_outcome(
-        spec, outcome.exit_code, stored.reported_success, terminated_as
+        spec,
+        outcome.exit_code,
+        stored.reported_success,
+        terminated_as,
+        attempt.terminate_reason or "",
     )
     if outcome.note:
         # With no exit code the note *is* the explanation ("lost: ..."), unless the

@@ -12,8 +12,8 @@ EXPLICIT = task("a", require_explicit_success=True)
 @pytest.mark.parametrize(
     ("spec", "exit_code", "reported", "terminated", "expected"),
     [
-        (PLAIN, 0, None, None, (S.SUCCEEDED, "succeeded")),
-        (PLAIN, 0, True, None, (S.SUCCEEDED, "succeeded")),
+        (PLAIN, 0, None, None, (S.SUCCEEDED, "exit code 0")),
+        (PLAIN, 0, True, None, (S.SUCCEEDED, "exit code 0, success reported")),
         (PLAIN, 0, False, None, (S.FAILED, "exited 0 but reported failure")),
         (PLAIN, 3, None, None, (S.FAILED, "exit code 3")),
         (PLAIN, 3, True, None, (S.FAILED, "exit code 3")),
@@ -21,7 +21,7 @@ EXPLICIT = task("a", require_explicit_success=True)
         (PLAIN, -15, None, None, (S.FAILED, "killed by signal 15 (SIGTERM)")),
         (PLAIN, -200, None, None, (S.FAILED, "killed by signal 200")),
         (PLAIN, None, True, None, (S.FAILED, "no exit code")),
-        (EXPLICIT, 0, True, None, (S.SUCCEEDED, "succeeded")),
+        (EXPLICIT, 0, True, None, (S.SUCCEEDED, "exit code 0, success reported")),
         (EXPLICIT, 0, None, None, (S.FAILED, "exited 0 without reporting success")),
         (EXPLICIT, 0, False, None, (S.FAILED, "exited 0 but reported failure")),
         # A termination we asked for wins over whatever the process said on its way out.
@@ -32,6 +32,13 @@ EXPLICIT = task("a", require_explicit_success=True)
 )
 def test_attempt_outcome(spec, exit_code, reported, terminated, expected):
     assert attempt_outcome(spec, exit_code, reported, terminated) == expected
+
+
+def test_a_killed_attempt_keeps_why_it_was_stopped():
+    assert attempt_outcome(PLAIN, -15, None, S.KILLED, "replaced by run 12") == (
+        S.KILLED,
+        "replaced by run 12",
+    )
 
 
 def test_terminated_as_must_be_a_termination():

@@ -42,6 +42,7 @@ def test_kill_stops_the_process_group_and_cancels_what_has_not_started(admin_use
 
     assert run.status == "killed"
     assert attempts(run) == [("sleepy", 1, "killed"), ("after", 1, "killed")]
+    assert [a.reason for a in run.task_runs.order_by("id")] == ["run killed", "run killed"]
     sleepy.refresh_from_db()
     assert not _pid_alive(sleepy)
     assert run.kill_requested_by == admin_user
