@@ -45,6 +45,16 @@ def _drop_stray_connections(django_db_setup, django_db_blocker):
         )
 
 
+def purge_task_queue() -> None:
+    """Drop the messages earlier tests left in this test process's queue (on any broker)."""
+    from sundial_site.celery import app
+
+    with app.connection_for_write() as conn:
+        queue = app.amqp.queues[app.conf.task_default_queue].bind(conn.default_channel)
+        queue.declare()  # AMQP refuses to purge a queue that does not exist yet
+        queue.purge()
+
+
 @pytest.fixture
 def admin_user(db) -> User:
     return User.objects.create_superuser("admin", "admin@example.com", "pw")

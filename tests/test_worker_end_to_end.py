@@ -10,7 +10,7 @@ from jobs.models import Trigger
 from jobs.orchestrator import trigger_run
 from jobs.supervision import sweep
 from sundial_site.celery import app
-from tests.conftest import make_process
+from tests.conftest import make_process, purge_task_queue
 from tests.orchestrator.driving import attempts, wait_for
 
 pytestmark = pytest.mark.django_db(transaction=True)
@@ -18,8 +18,7 @@ pytestmark = pytest.mark.django_db(transaction=True)
 
 @pytest.fixture
 def worker():
-    with app.connection_for_write() as conn:
-        conn.default_channel.queue_purge(app.conf.task_default_queue)  # earlier tests' leftovers
+    purge_task_queue()
     with start_worker(
         app, pool="threads", concurrency=4, perform_ping_check=False, loglevel="WARNING"
     ):

@@ -13,8 +13,7 @@ from django.db import connection
 from jobs.models import TaskRun, Trigger
 from jobs.orchestrator import trigger_run
 from jobs.supervision import sweep
-from sundial_site.celery import app
-from tests.conftest import make_process
+from tests.conftest import make_process, purge_task_queue
 from tests.orchestrator.driving import attempts, wait_for
 
 ROOT = Path(__file__).resolve().parent.parent
@@ -56,8 +55,7 @@ def _alive(pid: int) -> bool:
 
 def test_a_task_whose_worker_was_killed_is_failed_stopped_and_retried(tmp_path, settings):
     settings.SUNDIAL_LOST_AFTER_S = 1
-    with app.connection_for_write() as conn:
-        conn.default_channel.queue_purge(django_settings.CELERY_TASK_DEFAULT_QUEUE)
+    purge_task_queue()
     marker = tmp_path / "second-time"
     process = make_process(
         "survivor",
