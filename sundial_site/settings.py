@@ -11,7 +11,14 @@ from pathlib import Path
 import dj_database_url
 from django.core.exceptions import ImproperlyConfigured
 
-from sundial_site.env import env_bool, env_float, env_int, env_list, env_str
+from sundial_site.env import (
+    env_bool,
+    env_float,
+    env_int,
+    env_list,
+    env_str,
+    installation_secret,
+)
 
 BASE_DIR = Path(__file__).resolve().parent.parent
 VAR_DIR = Path(env_str("SUNDIAL_VAR_DIR", str(BASE_DIR / "var")))
@@ -21,9 +28,11 @@ SECRET_KEY = env_str("SECRET_KEY")
 if not SECRET_KEY:
     if env_bool("SUNDIAL_REQUIRE_SECRET_KEY", False):
         raise ImproperlyConfigured("SECRET_KEY is not set")
-    # The embedded default must start with no configuration at all; production sets
-    # SUNDIAL_REQUIRE_SECRET_KEY=1 (see README) so a missing key stops start-up.
-    SECRET_KEY = "insecure-embedded-default-key-set-SECRET_KEY-in-production"
+    # The embedded default starts with no configuration at all, yet never with a key
+    # anyone could read in this repository: one is made per installation. Several web
+    # hosts must share one key, so production sets SECRET_KEY (and
+    # SUNDIAL_REQUIRE_SECRET_KEY=1 to stop start-up without it).
+    SECRET_KEY = installation_secret(VAR_DIR / "secret_key")
 ALLOWED_HOSTS = env_list("ALLOWED_HOSTS", ["localhost", "127.0.0.1", "[::1]"])
 CSRF_TRUSTED_ORIGINS = env_list("CSRF_TRUSTED_ORIGINS", [])
 

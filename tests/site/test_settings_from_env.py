@@ -239,3 +239,12 @@ def test_env_str_prefers_the_file_variant(monkeypatch, tmp_path):
     secret.unlink()
     with pytest.raises(ImproperlyConfigured, match=r"SUNDIAL_TEST_TOKEN_FILE=.* cannot be read"):
         env_str("SUNDIAL_TEST_TOKEN")
+
+
+def test_without_a_secret_key_each_installation_makes_its_own(tmp_path):
+    first = started({"SUNDIAL_VAR_DIR": str(tmp_path / "one")})["SECRET_KEY"]
+    again = started({"SUNDIAL_VAR_DIR": str(tmp_path / "one")})["SECRET_KEY"]
+    other = started({"SUNDIAL_VAR_DIR": str(tmp_path / "two")})["SECRET_KEY"]
+    assert first == again, "kept across restarts, so sessions survive them"
+    assert first != other and len(first) >= 50
+    assert (tmp_path / "one" / "secret_key").stat().st_mode & 0o777 == 0o600
