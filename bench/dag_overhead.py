@@ -79,7 +79,7 @@ def main() -> None:
         {f"t{i:02}": {"requires": [f"t{i - 1:02}"] if i else []} for i in range(20)},
         overlap="allow",
     )
-    fan = {"root": {}} | {f"p{i:02}": {"requires": ["root"]} for i in range(50)}
+    fan: dict[str, dict] = {"root": {}} | {f"p{i:02}": {"requires": ["root"]} for i in range(50)}
     fan["sink"] = {"requires": [f"p{i:02}" for i in range(50)]}
     fanout = make_process(f"bench-fanout-{os.getpid()}", fan, overlap="allow")
 

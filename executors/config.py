@@ -82,6 +82,13 @@ class LocalConfig(_Schema):
             raise ValueError("exactly one of command or shell is required")
         return self
 
+    def argv(self) -> list[str]:
+        """What to execute: the argv itself, or the shell line under /bin/sh -c."""
+        if self.command is not None:
+            return self.command
+        assert self.shell is not None  # the validator above allows exactly one of them
+        return ["/bin/sh", "-c", self.shell]
+
     @field_validator("command")
     @classmethod
     def _program_named(cls, command: list[str] | None) -> list[str] | None:

@@ -133,7 +133,7 @@ class LocalExecutor:
         if existing is not None:  # the same attempt submitted twice: one job
             return Submission(existing.external_id, existing.log_path)
 
-        argv = config.command if config.command is not None else ["/bin/sh", "-c", config.shell]
+        argv = config.argv()
         env = {k: os.environ[k] for k in INHERITED_ENV if k in os.environ}
         env.update(config.env)
         env.update(launch.env)
@@ -334,10 +334,13 @@ class LocalExecutor:
             with self._lock:
                 os.close(self._wake_fd)
                 self._wake_fd = -1
-                for item in (*self._children.values(), *self._targets.values()):
+                for item in self._watched():
                     os.close(item.pidfd)
 
     # ---- the watcher ----
+
+    def _watched(self) -> list[_Child | _Target]:  # called with the lock held
+        return [*self._children.values(), *self._targets.values()]
 
     def _ensure_watcher(self) -> None:  # called with the lock held
         if self._thread is None:
@@ -366,9 +369,7 @@ class LocalExecutor:
                             sel.register(item.pidfd, selectors.EVENT_READ, item)
                         self._new.clear()
                         deadlines = [
-                            item.kill_at
-                            for item in (*self._children.values(), *self._targets.values())
-                            if item.kill_at is not None
+                            item.kill_at for item in self._watched() if item.kill_at is not None
                         ]
                     if self.on_tick is not None:
                         deadlines.append(next_tick)
@@ -435,7 +436,7 @@ class LocalExecutor:
     def _enforce_grace(self) -> None:
         now = time.monotonic()
         with self._lock:
-            for item in (*self._children.values(), *self._targets.values()):
+            for item in self._watched():
                 if item.kill_at is not None and item.kill_at <= now:
                     item.kill_at = None
                     pid = item.proc.pid if isinstance(item, _Child) else item.pid

@@ -16,7 +16,7 @@ from django.utils import timezone
 
 from jobs.engine import RunStatus
 from jobs.models import ProcessDefinition, ScheduleKind, Trigger
-from jobs.orchestrator import TriggerError, trigger_run
+from jobs.orchestrator import AlreadyScheduled, TriggerError, trigger_run
 from jobs.schedule import CatchUp, ScheduleError, due_fires, next_continuous, next_fire_after
 
 log = logging.getLogger(__name__)
@@ -47,10 +47,12 @@ def _fire(definition: ProcessDefinition, now: datetime) -> int:
         for scheduled_for in run_for:
             try:
                 run = trigger_run(definition, Trigger.SCHEDULE, scheduled_for=scheduled_for)
+            except AlreadyScheduled:
+                continue
             except TriggerError as exc:
                 log.error("process %s not started at %s: %s", definition.name, scheduled_for, exc)
                 continue
-            started += run is not None and run.status != RunStatus.SKIPPED
+            started += run.status != RunStatus.SKIPPED
     return started
 
 

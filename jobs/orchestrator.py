@@ -42,6 +42,10 @@ class TriggerError(Exception):
     """A run cannot be started; the message says why, for a person."""
 
 
+class AlreadyScheduled(Exception):
+    """This definition already has its run for this cron time (another tick or beat made it)."""
+
+
 def trigger_run(
     definition: ProcessDefinition,
     trigger: str,
@@ -49,8 +53,8 @@ def trigger_run(
     user: User | None = None,
     scheduled_for: datetime | None = None,
     parameters: dict[str, Any] | None = None,
-) -> ProcessRun | None:
-    """Start, queue or skip a run per the overlap policy; None if ``scheduled_for`` already ran."""
+) -> ProcessRun:
+    """Start, queue or skip a run per the overlap policy (the run records which)."""
     with transaction.atomic():
         # Locking the definition makes concurrent triggers decide overlap one at a time.
         definition = ProcessDefinition.objects.select_for_update().get(pk=definition.pk)
@@ -81,7 +85,7 @@ def trigger_run(
         except IntegrityError:
             if scheduled_for is None:
                 raise
-            return None  # another tick or beat created this scheduled run first
+            raise AlreadyScheduled(f"{definition.name} at {scheduled_for}") from None
         who = f" by {user.get_username()}" if user else ""
         TaskEvent.objects.create(
             run=run, kind="triggered", message=f"{trigger}{who}; {decision.reason}", actor=user

@@ -21,7 +21,7 @@ from sundial_site.env import (
 )
 
 BASE_DIR = Path(__file__).resolve().parent.parent
-VAR_DIR = Path(env_str("SUNDIAL_VAR_DIR", str(BASE_DIR / "var")))
+VAR_DIR = Path(env_str("SUNDIAL_VAR_DIR") or BASE_DIR / "var")
 
 DEBUG = env_bool("DEBUG", False)
 SECRET_KEY = env_str("SECRET_KEY")

@@ -7,7 +7,8 @@ import pytest
 from django.db import connection
 
 from jobs.cron import _fire, reschedule, schedule_tick
-from jobs.models import ProcessDefinition, ProcessRun
+from jobs.models import ProcessDefinition, ProcessRun, Trigger
+from jobs.orchestrator import AlreadyScheduled, trigger_run
 from tests.conftest import make_process
 from tests.orchestrator.driving import drive
 
@@ -111,3 +112,11 @@ def test_continuous_schedule_waits_for_the_run_and_then_the_gap():
     run = drive(ProcessRun.objects.get())
     process.refresh_from_db()
     assert process.next_fire_at == run.finished_at + timedelta(seconds=30)
+
+
+def test_a_cron_time_gets_one_run_even_if_two_ticks_get_past_the_claim():
+    process = hourly()
+    trigger_run(process, Trigger.SCHEDULE, scheduled_for=NOON)
+    with pytest.raises(AlreadyScheduled):
+        trigger_run(process, Trigger.SCHEDULE, scheduled_for=NOON)
+    assert ProcessRun.objects.count() == 1
