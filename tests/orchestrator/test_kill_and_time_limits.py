@@ -49,43 +49,30 @@ def test_kill_stops_the_process_group_and_cancels_what_has_not_started(admin_use
     assert run.events.filter(kind="kill_requested", actor=admin_user).exists()
 
 
-def test_time_limit_kills_then_retries_and_finally_fails():
-    process = make_process(
-        "slow",
-        {
-            "slow": {
-                "config": {"command": ["sleep", "30"], "kill_grace_s": 0.5},
-                "time_limit_s": 1,
-                "max_attempts": 2,
-                "retry_initial_delay_s": 0,
-                "retry_jitter": 0,
-            }
-        },
-    )
+@pytest.mark.parametrize(
+    ("retry_on_timeout", "expected"),
+    [
+        (True, [("slow", 1, "timed_out"), ("slow", 2, "timed_out")]),
+        (False, [("slow", 1, "timed_out")]),
+    ],
+)
+def test_time_limit_kills_then_retries_only_if_the_task_says_so(retry_on_timeout, expected):
+    slow = {
+        "config": {"command": ["sleep", "30"], "kill_grace_s": 0.5},
+        "time_limit_s": 1,
+        "max_attempts": 2,
+        "retry_initial_delay_s": 0,
+        "retry_jitter": 0,
+        "retry_on_timeout": retry_on_timeout,
+    }
     started = time.monotonic()
-    run = drive(trigger_run(process, Trigger.MANUAL), timeout=30)
+    run = drive(trigger_run(make_process("slow", {"slow": slow}), Trigger.MANUAL), timeout=30)
     assert run.status == "failed"
-    assert attempts(run) == [("slow", 1, "timed_out"), ("slow", 2, "timed_out")]
+    assert attempts(run) == expected
     first = run.task_runs.get(attempt=1)
-    assert "time limit" in first.reason
+    assert first.reason == "time limit of 1s exceeded"
     assert (first.finished_at - first.started_at).total_seconds() >= 1
     assert time.monotonic() - started < 20
-
-
-def test_timeout_without_retry_on_timeout_is_final():
-    process = make_process(
-        "slow-once",
-        {
-            "slow": {
-                "config": {"command": ["sleep", "30"], "kill_grace_s": 0},
-                "time_limit_s": 1,
-                "max_attempts": 3,
-                "retry_on_timeout": False,
-            }
-        },
-    )
-    run = drive(trigger_run(process, Trigger.MANUAL), timeout=30)
-    assert attempts(run) == [("slow", 1, "timed_out")]
 
 
 def test_a_ready_attempt_killed_before_its_submit_message_never_starts(admin_user):
