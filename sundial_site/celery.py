@@ -4,6 +4,8 @@ import os
 
 from celery import Celery
 
+import sundial_site.broker  # noqa: F401  (registers the safe "filesystem://" transport)
+
 os.environ.setdefault("DJANGO_SETTINGS_MODULE", "sundial_site.settings")
 
 app = Celery("sundial")
