@@ -16,7 +16,7 @@ from django.utils import timezone
 
 from jobs.engine import RunStatus
 from jobs.models import ProcessDefinition, ScheduleKind, Trigger
-from jobs.orchestrator import AlreadyScheduled, TriggerError, trigger_run
+from jobs.orchestrator import ACTIVE_RUN, AlreadyScheduled, TriggerError, trigger_run
 from jobs.schedule import CatchUp, ScheduleError, due_fires, next_continuous, next_fire_after
 
 log = logging.getLogger(__name__)
@@ -83,21 +83,15 @@ def _due(
 
 
 def first_fire_at(definition: ProcessDefinition, now: datetime) -> datetime | None:
-    """The next fire time from ``now`` for a new, edited or resumed definition."""
+    """The next fire time from ``now`` for a saved definition just created, edited or resumed."""
     if definition.paused or definition.archived:
         return None
     if definition.schedule_kind == ScheduleKind.CRON:
         return next_fire_after(definition.cron, definition.timezone, now)
     if definition.schedule_kind == ScheduleKind.CONTINUOUS:
-        if (
-            definition.pk
-            and definition.runs.filter(status__in=[RunStatus.QUEUED, RunStatus.RUNNING]).exists()
-        ):
+        if definition.runs.filter(status__in=ACTIVE_RUN).exists():
             return None  # set when the active run finishes
-        last = (
-            definition.pk
-            and definition.runs.exclude(finished_at=None).order_by("-finished_at").first()
-        )
+        last = definition.runs.exclude(finished_at=None).order_by("-finished_at").first()
         gap = timedelta(seconds=definition.min_gap_seconds)
         return next_continuous(last.finished_at if last else None, gap, now)
     return None
