@@ -25,6 +25,7 @@ from jobs.models import ProcessDefinition, ProcessRun, ScheduleKind, TaskEvent, 
 from jobs.schedule import next_continuous
 from jobs.snapshot import (
     StoredAttempt,
+    executor_kinds,
     load_attempts,
     run_state,
     take_snapshot,
@@ -151,9 +152,9 @@ def _advance_locked(
         status=AttemptStatus.READY
     ):
         task_of = {a.id: a.task for a in state.attempts}
+        kinds = executor_kinds(run.snapshot)  # one map, not a scan per task of a fan-out
         for attempt_id in ready:
-            executor = task_entry(run.snapshot, task_of[attempt_id])["executor"]
-            dispatch.submit_after_commit(attempt_id, local=executor == "local")
+            dispatch.submit_after_commit(attempt_id, local=kinds[task_of[attempt_id]] == "local")
     for action in result.actions:
         _apply(run, action, now, events)
     TaskEvent.objects.bulk_create(events)
@@ -291,13 +292,13 @@ def retry_failed_tasks(run_id: int, *, user: User | None = None) -> list[str]:
         state = run_state(run, [stored.attempt for stored in load_attempts(run)])
         names = engine.rerun_tasks(state)
         next_round = max(a.round for a in state.attempts) + 1
-        executors = {e["name"]: e["executor"] for e in run.snapshot["tasks"]}
+        kinds = executor_kinds(run.snapshot)
         TaskRun.objects.bulk_create(
             TaskRun(
                 run=run,
                 task_name=name,
                 round=next_round,
-                executor=executors[name],
+                executor=kinds[name],
                 status=AttemptStatus.WAITING,
             )
             for name in names

@@ -60,6 +60,11 @@ def task_entry(snapshot: dict[str, Any], name: str) -> dict[str, Any]:
     raise KeyError(f"run snapshot has no task {name!r}")
 
 
+def executor_kinds(snapshot: dict[str, Any]) -> dict[str, str]:
+    """Each task's executor kind, by task name."""
+    return {entry["name"]: entry["executor"] for entry in snapshot["tasks"]}
+
+
 def task_spec(entry: dict[str, Any]) -> TaskSpec:
     return TaskSpec(
         name=entry["name"],
