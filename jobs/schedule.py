@@ -158,8 +158,15 @@ def _fires(expr: str, tz: str, after: datetime) -> Iterator[datetime]:
     last = _utc("after", after)
     # cronsim matches fields against the wall clock of the datetime it starts from, so start
     # from local time. It drops microseconds and steps 1 s first, so results are > after.
-    for fire in CronSim(expr, last.astimezone(zone)):
+    sim = CronSim(expr, last.astimezone(zone))
+    for fire in sim:
         fire = fire.astimezone(UTC)
+        # Real-time schedules (cronsim leaves fixup_tz unset) fire only at real instants
+        # whose wall time matches. Across a transition at midnight (America/Santiago)
+        # cronsim can answer with a wall time inside the spring gap, which names no real
+        # instant that matches: drop such answers.
+        if sim.fixup_tz is None and not _wall_time_matches(sim, fire.astimezone(zone)):
+            continue
         # Fixed-time schedules are walked on the naive wall clock: started in the second pass
         # of a repeated hour (fold=1) cronsim can answer with the first pass (fold=0), which
         # is before `after` and has already fired. Skip it; once per day stays once per day.
@@ -168,6 +175,15 @@ def _fires(expr: str, tz: str, after: datetime) -> Iterator[datetime]:
             yield fire
     # cronsim stops after 50 years without a match; valid 5-field expressions always match
     # sooner, so callers treat running out as an error rather than a normal end.
+
+
+def _wall_time_matches(sim: CronSim, wall: datetime) -> bool:
+    return (
+        wall.minute in sim.minutes
+        and wall.hour in sim.hours
+        and wall.month in sim.months
+        and sim.match_day(wall.date())
+    )
 
 
 def next_fire_times(expr: str, tz: str, after: datetime, count: int) -> list[datetime]:

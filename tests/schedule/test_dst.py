@@ -172,3 +172,12 @@ def test_half_hour_dst_shift_with_a_restricted_hour() -> None:
     # passing, cronsim fixed it: drop the limitation from the docstring and the property test.
     after = utc(2025, 4, 5, 14)
     assert next_fire_after("0 */2 * * *", "Australia/Lord_Howe", after) == utc(2025, 4, 5, 15, 30)
+
+
+def test_a_real_time_job_does_not_fire_in_a_gap_at_midnight() -> None:
+    # Santiago skips 00:00-01:00 on Sunday 2025-09-07 (-04 -> -03). "Even hours on Sundays"
+    # first fires at 02:00 local; the nonexistent 00:00 (cronsim's answer) is no real instant.
+    fires = next_fire_times(
+        "* */2 * * 0", "America/Santiago", datetime(2025, 9, 7, 3, 0, tzinfo=UTC), 2
+    )
+    assert fires == [datetime(2025, 9, 7, 5, 0, tzinfo=UTC), datetime(2025, 9, 7, 5, 1, tzinfo=UTC)]
