@@ -6,6 +6,7 @@ import os
 
 import pytest
 from django.db import connection
+from hypothesis import settings as hypothesis_settings
 
 from jobs.models import ProcessDefinition, TaskDefinition, TaskDependency, User
 
@@ -78,3 +79,10 @@ def make_process(name: str = "etl", tasks: dict | None = None, **fields) -> Proc
                 task=created[task_name], upstream=created[upstream], required=False
             )
     return process
+
+
+# Hypothesis explores new examples on every local run; CI replays a fixed derivation so a
+# submission's result does not depend on luck (a failure found locally becomes a test).
+hypothesis_settings.register_profile("ci", derandomize=True)
+if IN_CI:
+    hypothesis_settings.load_profile("ci")
