@@ -386,8 +386,11 @@ def attempt_outcome(
 ) -> tuple[AttemptStatus, str]:
     """Map how an attempt ended to its final status and a human reason.
 
-    ``stop_reason`` is why a kill was asked ("run killed", "replaced by run 12"), kept as
-    the killed attempt's reason so the run page says who or what stopped it.
+    ``terminated_as`` is what a stop we asked for makes of the attempt: TIMED_OUT, KILLED,
+    or FAILED for a stop that counts as a failure and is retried per policy (its process
+    was lost, its worker stopped). ``stop_reason`` is why the stop was asked ("run killed",
+    "replaced by run 12", "worker stopped"), kept as the attempt's reason so the run page
+    says who or what stopped it.
     """
     if terminated_as is not None:
         # We asked it to stop, so its exit code (usually a signal) says nothing new.
@@ -396,7 +399,11 @@ def attempt_outcome(
             return AttemptStatus.TIMED_OUT, f"time limit{limit} exceeded"
         if terminated_as == AttemptStatus.KILLED:
             return AttemptStatus.KILLED, stop_reason or "killed"
-        raise ValueError(f"terminated_as must be TIMED_OUT or KILLED, not {terminated_as!r}")
+        if terminated_as == AttemptStatus.FAILED:
+            return AttemptStatus.FAILED, stop_reason or "stopped"
+        raise ValueError(
+            f"terminated_as must be TIMED_OUT, KILLED or FAILED, not {terminated_as!r}"
+        )
     if exit_code is None:
         return AttemptStatus.FAILED, "no exit code"
     if exit_code < 0:

@@ -2,8 +2,8 @@
 
 import pytest
 
-from jobs.engine import AttemptStatus, attempt_outcome
-from tests.engine.helpers import S, task
+from jobs.engine import Backoff, ScheduleRetry, attempt_outcome, step
+from tests.engine.helpers import T0, S, at, attempt, make_state, task
 
 PLAIN = task("a", time_limit_s=30)
 EXPLICIT = task("a", require_explicit_success=True)
@@ -27,6 +27,8 @@ EXPLICIT = task("a", require_explicit_success=True)
         # A termination we asked for wins over whatever the process said on its way out.
         (PLAIN, 0, True, S.TIMED_OUT, (S.TIMED_OUT, "time limit of 30s exceeded")),
         (PLAIN, -15, None, S.KILLED, (S.KILLED, "killed")),
+        (PLAIN, -15, None, S.FAILED, (S.FAILED, "stopped")),
+        (EXPLICIT, 0, True, S.FAILED, (S.FAILED, "stopped")),
         (EXPLICIT, None, None, S.TIMED_OUT, (S.TIMED_OUT, "time limit exceeded")),
     ],
 )
@@ -41,6 +43,23 @@ def test_a_killed_attempt_keeps_why_it_was_stopped():
     )
 
 
-def test_terminated_as_must_be_a_termination():
-    with pytest.raises(ValueError, match="TIMED_OUT or KILLED"):
-        attempt_outcome(PLAIN, 0, None, AttemptStatus.SUCCEEDED)
+@pytest.mark.parametrize(
+    "why", ["lost: no heartbeat since 14:05:00 UTC (its worker stopped)", "worker stopped"]
+)
+def test_a_stop_that_counts_as_a_failure_keeps_why(why):
+    assert attempt_outcome(PLAIN, -15, None, S.FAILED, why) == (S.FAILED, why)
+
+
+def test_a_stop_that_counts_as_a_failure_is_retried_per_policy():
+    spec = task("a", max_attempts=2, backoff=Backoff(initial_delay_s=5))
+    status, _ = attempt_outcome(spec, None, None, S.FAILED, "worker stopped")
+    state = make_state([spec], [attempt("a", status, finished_at=T0)])
+    assert step(state, T0).actions == (
+        ScheduleRetry("a", 1, 2, at(5), "retry 2 of 2 at 14:00:05 UTC"),
+    )
+
+
+@pytest.mark.parametrize("terminated", [S.SUCCEEDED, S.SKIPPED, S.RUNNING, S.WAITING])
+def test_terminated_as_must_be_a_termination(terminated):
+    with pytest.raises(ValueError, match="TIMED_OUT, KILLED or FAILED"):
+        attempt_outcome(PLAIN, 0, None, terminated)
