@@ -58,15 +58,15 @@ FINAL_RUN = frozenset({RunStatus.SUCCEEDED, RunStatus.FAILED, RunStatus.KILLED, 
 
 @dataclass(frozen=True)
 class Backoff:
-    """Delay before retry N (N >= 1): initial * multiplier**(N-1), capped, with +/- jitter."""
+    """Delay before retry N (N >= 1): initial * multiplier**(N-1), +/- jitter, within the cap."""
 
     initial_delay_s: float = 10.0
     multiplier: float = 2.0  # 1.0 means a fixed delay
-    max_delay_s: float = 600.0
+    max_delay_s: float = 600.0  # a hard cap: jitter can only shorten a capped delay
     jitter: float = 0.0  # fraction of the delay, 0..1, drawn deterministically from a seed
 
     def delay(self, retry_number: int, seed: str) -> float:
-        """Seconds to wait after failed attempt ``retry_number`` (>= 1), jittered by ``seed``."""
+        """Seconds (0..max_delay_s) to wait after failed attempt ``retry_number``, by ``seed``."""
         if retry_number < 1:
             raise ValueError(f"retry number must be >= 1, got {retry_number}")
         try:
@@ -74,10 +74,15 @@ class Backoff:
         except OverflowError:  # a huge exponent: the cap applies anyway
             base = self.max_delay_s
         base = min(self.max_delay_s, base)
+        spread = base * self.jitter
+        low, high = base - spread, min(self.max_delay_s, base + spread)
         # A private RNG seeded with a string (hashed with SHA-512, not hash()) gives the same
         # jitter in every process, so re-running step() on the same state agrees with itself.
-        u = random.Random(seed).uniform(-1.0, 1.0)
-        return max(0.0, base * (1.0 + u * self.jitter))
+        share = random.Random(seed).random()
+        # Uniform over the jitter range cut at the cap, rather than clamped to it: capped
+        # retries of many runs keep their spread instead of bunching up at the cap. Counting
+        # down from ``high`` cannot round above it.
+        return max(0.0, high - (high - low) * share)
 
 
 @dataclass(frozen=True)

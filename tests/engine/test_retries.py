@@ -51,8 +51,42 @@ def test_jitter_stays_within_bounds_and_is_deterministic(retry, jitter, seed):
     backoff = Backoff(initial_delay_s=5, multiplier=2, max_delay_s=300, jitter=jitter)
     base = min(300, 5 * 2 ** (retry - 1))
     delay = backoff.delay(retry, seed)
-    assert base * (1 - jitter) - 1e-9 <= delay <= base * (1 + jitter) + 1e-9
+    assert base * (1 - jitter) - 1e-9 <= delay <= min(300, base * (1 + jitter) + 1e-9)
     assert delay == backoff.delay(retry, seed)
+
+
+@pytest.mark.parametrize(
+    ("backoff", "retry", "low", "high"),
+    [
+        # The case: a 60 s cap with jitter 0.5 waited 88 s.
+        (Backoff(initial_delay_s=60, multiplier=1, max_delay_s=60, jitter=0.5), 1, 30, 60),
+        (Backoff(initial_delay_s=10, multiplier=2, max_delay_s=60, jitter=0.5), 1, 5, 15),
+        # 40 s +/- 20 s: the part above the cap is cut off, not piled up at the cap.
+        (Backoff(initial_delay_s=10, multiplier=2, max_delay_s=60, jitter=0.5), 3, 20, 60),
+        (Backoff(initial_delay_s=10, multiplier=2, max_delay_s=60, jitter=0.5), 4, 30, 60),
+        (Backoff(initial_delay_s=10, multiplier=2, max_delay_s=60, jitter=0.5), 400, 30, 60),
+        (Backoff(initial_delay_s=10, multiplier=2, max_delay_s=60, jitter=1), 9, 0, 60),
+    ],
+)
+def test_jitter_stays_within_the_cap(backoff, retry, low, high):
+    delays = [backoff.delay(retry, f"seed-{i}") for i in range(200)]
+    assert low <= min(delays) and max(delays) <= high
+    # Spread over the whole range: a capped delay is jittered down, not clamped to the cap.
+    assert min(delays) < low + (high - low) / 10 and max(delays) > high - (high - low) / 10
+    assert delays.count(high) <= 1
+
+
+@given(
+    initial=st.floats(0, 1e9),
+    multiplier=st.floats(0, 1e3),
+    cap=st.floats(0, 1e9),
+    jitter=st.floats(0, 5),
+    retry=st.integers(1, 10_000),
+    seed=st.text(max_size=10),
+)
+def test_delay_never_exceeds_the_cap(initial, multiplier, cap, jitter, retry, seed):
+    backoff = Backoff(initial, multiplier, cap, jitter)
+    assert 0 <= backoff.delay(retry, seed) <= cap
 
 
 @given(jitter=st.floats(0, 5), seed=st.text(max_size=10))
