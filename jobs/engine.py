@@ -118,6 +118,8 @@ class RunState:
     tasks: tuple[TaskSpec, ...]
     attempts: tuple[Attempt, ...]  # every task has at least one attempt
     kill_requested: bool = False
+    started_at: datetime | None = None  # began RUNNING; the run's time limit counts from here
+    time_limit_s: float | None = None  # the whole run's: once exceeded it is stopped, and FAILED
 
 
 # ---- actions: plain values the shell applies ----
@@ -195,11 +197,13 @@ def step(state: RunState, now: datetime) -> Step:
     if state.status in FINAL_RUN or state.status == RunStatus.QUEUED:
         return Step((), None)
     _, latest = _index(state)
-    if state.kill_requested:
-        return _step_killed(state, latest)
+    stop = _stop(state, now)
+    if stop is not None:
+        return _step_stopped(state, latest, *stop)
 
     actions: dict[str, Action] = {}
-    wakes: list[datetime] = []
+    run_deadline = _run_deadline(state)
+    wakes: list[datetime] = [] if run_deadline is None else [run_deadline]
     status: dict[str, AttemptStatus] = {}  # each task's status once this step's actions apply
     outcome: dict[str, str] = {}
     # Upstreams first, so a skip (or an optional upstream becoming final) propagates down a
@@ -246,20 +250,42 @@ def step(state: RunState, now: datetime) -> Step:
     return Step(tuple(ordered), min(wakes, default=None))
 
 
-def _step_killed(state: RunState, latest: Mapping[str, Attempt]) -> Step:
+def _stop(state: RunState, now: datetime) -> tuple[str, FinishRun] | None:
+    """Why a running run is being stopped at ``now`` and how it will finish, or None."""
+    # A person's kill wins: the run page should say who stopped it, not that time ran out.
+    if state.kill_requested:
+        return "run killed", FinishRun(RunStatus.KILLED, "killed")
+    deadline = _run_deadline(state)
+    if deadline is not None and deadline <= now:
+        reason = f"run time limit of {state.time_limit_s:g}s exceeded"
+        # FAILED, not KILLED: nobody chose to stop it, so it must alert like any failure.
+        return reason, FinishRun(RunStatus.FAILED, reason)
+    return None
+
+
+def _run_deadline(state: RunState) -> datetime | None:
+    """When the run exceeds its own time limit, counted from its start."""
+    if state.time_limit_s is None or state.started_at is None:
+        return None
+    return state.started_at + timedelta(seconds=state.time_limit_s)
+
+
+def _step_stopped(
+    state: RunState, latest: Mapping[str, Attempt], reason: str, finish: FinishRun
+) -> Step:
     """Cancel what has not started, terminate what is active, finish once nothing is."""
     actions: list[Action] = []
     active = False
     for spec in state.tasks:
         a = latest[spec.name]
         if a.status in PENDING_ATTEMPT:
-            actions.append(Cancel(a.id, "run killed"))
+            actions.append(Cancel(a.id, reason))
         elif a.status in ACTIVE_ATTEMPT:
             active = True
             if not a.terminate_requested:
-                actions.append(Terminate(a.id, "run killed", AttemptStatus.KILLED))
+                actions.append(Terminate(a.id, reason, AttemptStatus.KILLED))
     if not active:  # cancelled attempts end at once, so they do not hold the run open
-        actions.append(FinishRun(RunStatus.KILLED, "killed"))
+        actions.append(finish)
     return Step(tuple(actions), None)
 
 
@@ -438,6 +464,7 @@ def waiting_reasons(state: RunState, now: datetime) -> dict[str, str]:
     specs, latest = _index(state)
     outcome = {n: _outcome(specs[n], a.status, a.number) for n, a in latest.items()}
     status = {n: a.status for n, a in latest.items()}
+    stop = _stop(state, now)
     reasons: dict[str, str] = {}
     for spec in state.tasks:
         a = latest[spec.name]
@@ -446,8 +473,8 @@ def waiting_reasons(state: RunState, now: datetime) -> dict[str, str]:
         if a.status in ACTIVE_ATTEMPT and a.terminate_requested:
             reason = a.terminate_reason
             reasons[spec.name] = f"stopping: {reason}" if reason else "stopping"
-        elif a.status in PENDING_ATTEMPT and state.kill_requested:
-            reasons[spec.name] = "cancelling: run killed"
+        elif a.status in PENDING_ATTEMPT and stop is not None:
+            reasons[spec.name] = f"cancelling: {stop[0]}"
         elif a.status == AttemptStatus.WAITING:
             reasons[spec.name] = _waiting_reason(spec, a, outcome, status, now)
         elif a.status == AttemptStatus.RUNNING:

@@ -59,10 +59,13 @@ def make_state(
     status: RunStatus = RunStatus.RUNNING,
     kill: bool = False,
     run_id: int = 7,
+    time_limit_s: float | None = None,
 ) -> RunState:
-    """A RunState; attempts without an id get 101, 102, ... in the given order."""
+    """A RunState started at T0; attempts without an id get 101, 102, ... in the given order."""
     numbered = tuple(a if a.id else replace(a, id=100 + i) for i, a in enumerate(attempts, start=1))
-    return RunState(run_id, status, tuple(tasks), numbered, kill_requested=kill)
+    return RunState(
+        run_id, status, tuple(tasks), numbered, kill, started_at=T0, time_limit_s=time_limit_s
+    )
 
 
 def statuses(tasks: Sequence[TaskSpec], **by_task: AttemptStatus) -> RunState:
@@ -88,13 +91,17 @@ class Simulator:
     with the engine, so an action the shell's conditional update would drop is an engine bug.
     """
 
-    def __init__(self, tasks: Sequence[TaskSpec], run_id: int = 1) -> None:
+    def __init__(
+        self, tasks: Sequence[TaskSpec], run_id: int = 1, time_limit_s: float | None = None
+    ) -> None:
         self.tasks = tuple(tasks)
         self.specs = {t.name: t for t in tasks}
         self.run_id = run_id
         self.now = T0
         self.status = RunStatus.RUNNING
         self.kill = False
+        self.started_at = T0
+        self.time_limit_s = time_limit_s
         self.round = 1
         self.attempts: dict[int, Attempt] = {}
         self.plans: dict[int, tuple[datetime, int | None, bool | None]] = {}
@@ -110,8 +117,29 @@ class Simulator:
 
     def state(self) -> RunState:
         return RunState(
-            self.run_id, self.status, self.tasks, tuple(self.attempts.values()), self.kill
+            self.run_id,
+            self.status,
+            self.tasks,
+            tuple(self.attempts.values()),
+            self.kill,
+            self.started_at,
+            self.time_limit_s,
         )
+
+    def deadline(self) -> datetime | None:
+        """When the run exceeds its time limit, if it has one."""
+        if self.time_limit_s is None:
+            return None
+        return self.started_at + timedelta(seconds=self.time_limit_s)
+
+    def stop_reason(self) -> str | None:
+        """Why the run is being stopped now (a kill wins over its time limit), or None."""
+        if self.kill:
+            return "run killed"
+        deadline = self.deadline()
+        if deadline is not None and deadline <= self.now:
+            return f"run time limit of {self.time_limit_s:g}s exceeded"
+        return None
 
     def latest(self, name: str) -> Attempt:
         mine = [a for a in self.attempts.values() if a.task == name]
@@ -138,22 +166,23 @@ class Simulator:
                     a = self.attempts[aid]
                     assert a.status == S.WAITING, f"MarkReady on {a}"
                     assert a.not_before is None or a.not_before <= self.now, f"early: {a}"
-                    assert not self.kill
+                    assert self.stop_reason() is None
                     self._set(a, status=S.READY)
                     self.readied.append((a.task, self.seq))
                 case MarkSkipped(attempt_id=aid):
                     a = self.attempts[aid]
                     assert a.status == S.WAITING, f"MarkSkipped on {a}"
                     self._set(a, status=S.SKIPPED, finished_at=self.now)
-                case Cancel(attempt_id=aid):
+                case Cancel(attempt_id=aid, reason=reason):
                     a = self.attempts[aid]
-                    assert self.kill and a.status in PENDING_ATTEMPT, f"Cancel on {a}"
+                    assert a.status in PENDING_ATTEMPT, f"Cancel on {a}"
+                    assert reason == self.stop_reason(), action
                     self._set(a, status=S.KILLED, finished_at=self.now)
                 case Terminate(attempt_id=aid, outcome=outcome, reason=reason):
                     a = self.attempts[aid]
                     assert a.status in ACTIVE_ATTEMPT and not a.terminate_requested, a
                     if outcome == S.KILLED:
-                        assert self.kill
+                        assert reason == self.stop_reason(), action
                     else:
                         assert outcome == S.TIMED_OUT and a.status == S.RUNNING
                         limit = self.specs[a.task].time_limit_s
@@ -163,7 +192,7 @@ class Simulator:
                     self._set(a, terminate_requested=True, terminate_reason=reason)
                 case ScheduleRetry(task=name, round=round_, number=number, not_before=nb):
                     spec, last = self.specs[name], self.latest(name)
-                    assert not self.kill
+                    assert self.stop_reason() is None
                     assert (round_, number) == (last.round, last.number + 1), action
                     assert number <= spec.max_attempts, action
                     assert last.status == S.FAILED or (
@@ -174,6 +203,9 @@ class Simulator:
                     latest = [self.latest(t.name) for t in self.tasks]
                     assert all(a.status in FINAL_ATTEMPT for a in latest), latest
                     assert (run_status == RunStatus.KILLED) == self.kill, action
+                    stop = self.stop_reason()
+                    if stop is not None and not self.kill:
+                        assert (run_status, reason) == (RunStatus.FAILED, stop), action
                     self.status, self.finish_reason = run_status, reason
         for name, seq in self.readied:
             if seq == self.seq:  # once the whole transaction applied
@@ -239,8 +271,8 @@ class Simulator:
                 later = [when for when, _ in self.events()]
                 later += [s.wake_at] if s.wake_at is not None else []
                 assert later, "deadlock: nothing to do, nothing active and no wake_at"
-                self.now = max(self.now, min(later))
-                self._check_deadlines()
+                before, self.now = self.now, max(self.now, min(later))
+                self._check_deadlines(before)
                 due = [e for e in self.events() if e[0] <= self.now]
                 if not due:
                     continue  # the clock alone changed something: step again
@@ -248,12 +280,16 @@ class Simulator:
             self.move(aid, draw)
         raise AssertionError(f"run did not finish within {limit} iterations")
 
-    def _check_deadlines(self) -> None:
+    def _check_deadlines(self, before: datetime) -> None:
         """The clock never passes a time limit unnoticed: wake_at must have stopped it."""
         for a in self.attempts.values():
             limit = self.specs[a.task].time_limit_s
             if a.status == S.RUNNING and limit is not None and not a.terminate_requested:
+                assert a.started_at is not None
                 assert self.now <= a.started_at + timedelta(seconds=limit), f"overran: {a}"
+        deadline = self.deadline()
+        if deadline is not None and before < deadline:
+            assert self.now <= deadline, f"the run overran its time limit: {self.now}"
 
     def _check_readiness(self) -> None:
         """Nothing an attempt waited for changed after it became READY."""
@@ -269,5 +305,6 @@ class Simulator:
         self.seq += 1
         for name in names:
             self._create(name, self.round, 1, None)
-        self.status, self.kill = RunStatus.RUNNING, False
+        # The shell restarts the run's clock with each round, so its time limit does too.
+        self.status, self.kill, self.started_at = RunStatus.RUNNING, False, self.now
         return names

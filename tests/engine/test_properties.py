@@ -26,6 +26,8 @@ backoffs = st.builds(
     max_delay_s=st.integers(0, 60),
     jitter=st.sampled_from([0.0, 0.5, 1.0]),
 )
+# Some runs have a time limit, from "stopped at once" to "rarely reached" (tasks run 0-90 s).
+run_limits = st.none() | st.integers(0, 300)
 
 
 @st.composite
@@ -55,8 +57,12 @@ def check_finished(sim: Simulator) -> None:
     latest = {t.name: sim.latest(t.name) for t in sim.tasks}
     assert all(a.status in FINAL_ATTEMPT for a in latest.values())
     all_succeeded = all(a.status == S.SUCCEEDED for a in latest.values())
+    deadline = sim.deadline()
     if sim.kill:
-        assert sim.status == RunStatus.KILLED
+        assert (sim.status, sim.finish_reason) == (RunStatus.KILLED, "killed")
+    elif deadline is not None and deadline <= sim.now:
+        reason = f"run time limit of {sim.time_limit_s:g}s exceeded"
+        assert (sim.status, sim.finish_reason) == (RunStatus.FAILED, reason)
     else:
         assert (sim.status == RunStatus.SUCCEEDED) == all_succeeded, (sim.status, latest)
         assert sim.status in (RunStatus.SUCCEEDED, RunStatus.FAILED)
@@ -69,27 +75,27 @@ def check_finished(sim: Simulator) -> None:
 
 
 @SETTINGS
-@given(tasks=dags(), data=st.data())
-def test_every_run_finishes_with_the_right_status(tasks, data):
-    sim = Simulator(tasks)
+@given(tasks=dags(), run_limit=run_limits, data=st.data())
+def test_every_run_finishes_with_the_right_status(tasks, run_limit, data):
+    sim = Simulator(tasks, time_limit_s=run_limit)
     sim.run(data.draw)
     check_finished(sim)
 
 
 @SETTINGS
-@given(tasks=dags(), kill_after=st.integers(0, 40), data=st.data())
-def test_killed_runs_finish_too(tasks, kill_after, data):
-    sim = Simulator(tasks)
+@given(tasks=dags(), kill_after=st.integers(0, 40), run_limit=run_limits, data=st.data())
+def test_killed_runs_finish_too(tasks, kill_after, run_limit, data):
+    sim = Simulator(tasks, time_limit_s=run_limit)
     sim.run(data.draw, kill_after=kill_after)
     check_finished(sim)
-    if sim.kill:
-        assert sim.finish_reason == "killed"
 
 
 @SETTINGS
-@given(tasks=dags(), kill_after=st.none() | st.integers(0, 40), data=st.data())
-def test_retry_failed_tasks_reruns_only_what_it_must(tasks, kill_after, data):
-    sim = Simulator(tasks)
+@given(
+    tasks=dags(), kill_after=st.none() | st.integers(0, 40), run_limit=run_limits, data=st.data()
+)
+def test_retry_failed_tasks_reruns_only_what_it_must(tasks, kill_after, run_limit, data):
+    sim = Simulator(tasks, time_limit_s=run_limit)
     sim.run(data.draw, kill_after=kill_after)
     before = {t.name: sim.latest(t.name) for t in tasks}
     names = sim.rerun()
@@ -107,9 +113,9 @@ def test_retry_failed_tasks_reruns_only_what_it_must(tasks, kill_after, data):
 
 
 @SETTINGS
-@given(tasks=dags(), data=st.data())
-def test_waiting_reasons_cover_exactly_the_unfinished_tasks(tasks, data):
-    sim = Simulator(tasks)
+@given(tasks=dags(), run_limit=run_limits, data=st.data())
+def test_waiting_reasons_cover_exactly_the_unfinished_tasks(tasks, run_limit, data):
+    sim = Simulator(tasks, time_limit_s=run_limit)
     original_apply = sim.apply
 
     def apply_and_check(s):
