@@ -12,8 +12,9 @@ from __future__ import annotations
 import heapq
 import random
 import signal
+from collections import Counter
 from collections.abc import Iterable, Mapping, Sequence
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from datetime import UTC, datetime, timedelta
 from enum import StrEnum
 
@@ -530,6 +531,45 @@ def rerun_tasks(state: RunState) -> list[str]:
                 chosen.add(down)
                 todo.append(down)
     return [t.name for t in state.tasks if t.name in chosen]
+
+
+# ---- running a subset of tasks ----
+
+
+def select_tasks(
+    tasks: Sequence[TaskSpec], names: Iterable[str]
+) -> tuple[tuple[TaskSpec, ...], tuple[str, ...]]:
+    """The named tasks cut loose from the rest of the process, and the upstreams cut off.
+
+    Edges to tasks outside the selection are removed, so those upstreams count as satisfied;
+    the second value names them, in the process's order, so the run can say what it assumed.
+    Both keep the process's order whatever the order of ``names``. Raises ValueError, worded
+    for the person who chose, for an empty choice, an unknown task or a task named twice.
+    """
+    chosen = list(names)
+    if not chosen:
+        raise ValueError("choose at least one task to run")
+    known = dict.fromkeys(t.name for t in tasks)  # ordered like the process, quick to look up
+    unknown = [n for n in dict.fromkeys(chosen) if n not in known]
+    if unknown:
+        raise ValueError(
+            f"unknown task(s): {', '.join(unknown)}; this process has: {', '.join(known)}"
+        )
+    twice = [n for n, count in Counter(chosen).items() if count > 1]
+    if twice:
+        raise ValueError(f"task(s) named more than once: {', '.join(twice)}")
+    subset = set(chosen)
+    selected = tuple(
+        replace(
+            t,
+            requires=tuple(u for u in t.requires if u in subset),
+            after=tuple(u for u in t.after if u in subset),
+        )
+        for t in tasks
+        if t.name in subset
+    )
+    cut = {u for t in tasks if t.name in subset for u in (*t.requires, *t.after)} - subset
+    return selected, tuple(n for n in known if n in cut)
 
 
 # ---- overlapping runs of one job ----
