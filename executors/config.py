@@ -38,7 +38,8 @@ def _env_name(name: str) -> str:
 
 
 def _no_nul(value: str) -> str:
-    # exec() cannot pass NUL bytes; catching them here beats a confusing error at launch.
+    # exec() cannot pass NUL bytes and PostgreSQL cannot store them; catching them here
+    # beats a confusing error at launch or a failed save.
     if "\0" in value:
         raise ValueError("must not contain NUL characters")
     return value
@@ -57,10 +58,12 @@ def _role_arn(value: str) -> str:
     return value
 
 
-NonEmptyStr = Annotated[str, Field(min_length=1)]
-Arg = Annotated[str, AfterValidator(_no_nul)]
-EnvName = Annotated[str, AfterValidator(_env_name)]
-Env = dict[EnvName, Arg]
+# Every str field of every schema is Text (or built on it), so none of them takes NUL.
+Text = Annotated[str, AfterValidator(_no_nul)]
+# The length before the validator, or pydantic words it "should have at least 1 item".
+NonEmptyText = Annotated[str, Field(min_length=1), AfterValidator(_no_nul)]
+EnvName = Annotated[str, AfterValidator(_env_name)]  # its pattern already excludes NUL
+Env = dict[EnvName, Text]
 
 
 class _Schema(BaseModel):
@@ -70,9 +73,9 @@ class _Schema(BaseModel):
 class LocalConfig(_Schema):
     """A subprocess on the worker's host: an argv list, or a line for /bin/sh -c."""
 
-    command: Annotated[list[Arg], Field(min_length=1)] | None = None
-    shell: Annotated[str, Field(min_length=1), AfterValidator(_no_nul)] | None = None
-    cwd: Annotated[str, AfterValidator(_absolute)] | None = None
+    command: Annotated[list[Text], Field(min_length=1)] | None = None
+    shell: NonEmptyText | None = None
+    cwd: Annotated[Text, AfterValidator(_absolute)] | None = None
     env: Env = {}
     kill_grace_s: float = Field(10.0, ge=0, le=3600)  # SIGTERM .. SIGKILL
 
@@ -100,31 +103,31 @@ class LocalConfig(_Schema):
 class BatchConfig(_Schema):
     """An AWS Batch job."""
 
-    image: NonEmptyStr
-    command: list[Arg] = []  # empty: the image's own command
-    job_queue: NonEmptyStr
-    job_definition: NonEmptyStr | None = None  # None: the executor registers one per image
+    image: NonEmptyText
+    command: list[Text] = []  # empty: the image's own command
+    job_queue: NonEmptyText
+    job_definition: NonEmptyText | None = None  # None: the executor registers one per image
     vcpu: float = Field(1.0, gt=0, le=256)
     memory_mib: int = Field(2048, ge=128, le=61440 * 2)
     gpu: int = Field(0, ge=0, le=16)
     disk_gib: int | None = Field(None, ge=21, le=200)  # Fargate ephemeral storage
     env: Env = {}
-    role_arn: Annotated[str, AfterValidator(_role_arn)] | None = None
+    role_arn: Annotated[Text, AfterValidator(_role_arn)] | None = None
 
 
 class EcsConfig(_Schema):
     """An ECS task run from an existing task definition, with overrides."""
 
-    cluster: NonEmptyStr
-    task_definition: NonEmptyStr
-    container: NonEmptyStr  # which container of the task definition gets the overrides
-    command: list[Arg] = []
+    cluster: NonEmptyText
+    task_definition: NonEmptyText
+    container: NonEmptyText  # which container of the task definition gets the overrides
+    command: list[Text] = []
     cpu: int | None = Field(None, ge=256, le=16384)  # CPU units: 1024 = 1 vCPU
     memory_mib: int | None = Field(None, ge=128, le=61440 * 2)
     disk_gib: int | None = Field(None, ge=21, le=200)
     env: Env = {}
-    subnets: list[NonEmptyStr] = []
-    security_groups: list[NonEmptyStr] = []
+    subnets: list[NonEmptyText] = []
+    security_groups: list[NonEmptyText] = []
     assign_public_ip: bool = False
     launch_type: Literal["FARGATE", "EC2"] = "FARGATE"
 

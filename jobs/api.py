@@ -8,7 +8,6 @@ A task finds what it needs in its environment::
 
 from __future__ import annotations
 
-import json
 import secrets
 from dataclasses import dataclass, field
 from typing import Any
@@ -19,7 +18,7 @@ from django.views.decorators.csrf import csrf_exempt
 from django.views.decorators.http import require_POST
 
 from jobs.engine import ACTIVE_ATTEMPT
-from jobs.forms import json_problem
+from jobs.json_input import JsonInputError, parse_json
 from jobs.models import TaskMetadata, TaskRun
 
 _REPORT_FIELDS = {"success", "metadata"}
@@ -36,19 +35,12 @@ class Report:
     metadata: dict[str, Any] = field(default_factory=dict)
 
 
-def _reject_constant(name: str) -> None:
-    # Python's json accepts NaN and Infinity, which are not JSON and which PostgreSQL refuses.
-    raise ValueError(f"{name} is not allowed")
-
-
 def parse_report(body: bytes) -> Report:
     """The report in a request body, or BadRequest saying what is wrong with it."""
     try:
-        data = json.loads(body, parse_constant=_reject_constant)
-    except json.JSONDecodeError as exc:
-        raise BadRequest(f"body is not valid JSON: {json_problem(exc)}") from None
-    except ValueError as exc:  # NaN or Infinity, or bytes that are not UTF-8
-        raise BadRequest(f"body is not valid JSON: {exc}") from None
+        data = parse_json(body, "body")
+    except JsonInputError as exc:
+        raise BadRequest(str(exc)) from None
     if not isinstance(data, dict):
         raise BadRequest("body must be a JSON object")
     if unknown := sorted(data.keys() - _REPORT_FIELDS):

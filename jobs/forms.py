@@ -18,6 +18,7 @@ from django.forms.models import BaseInlineFormSet
 from executors.config import ConfigError, validate_config
 from jobs.engine import task_graph_cycle
 from jobs.executors import EXECUTORS
+from jobs.json_input import JsonInputError, parse_json
 from jobs.models import ProcessDefinition, ScheduleKind, TaskDefinition, TaskDependency
 from jobs.schedule import ScheduleError, parse_timezone, validate_cron
 
@@ -73,23 +74,26 @@ class ProcessDefinitionForm(forms.ModelForm):
         return data
 
 
-def json_problem(exc: json.JSONDecodeError) -> str:
-    """The parser's complaint with where to look: "Expecting ',' delimiter (line 1, column 12)"."""
-    return f"{exc.msg} (line {exc.lineno}, column {exc.colno})"
-
-
 class ConfigField(forms.JSONField):
-    """A JSON textarea whose error quotes the parser, and which keeps what was typed."""
+    """A JSON textarea whose errors name the problem and where, and which keeps what was typed."""
 
     def to_python(self, value):
         if not isinstance(value, str) or value in self.empty_values:
             return super().to_python(value)
         try:
-            return json.loads(value)
-        except json.JSONDecodeError as exc:
-            raise ValidationError(
-                f"config is not valid JSON: {json_problem(exc)}", code="invalid"
-            ) from None
+            return parse_json(value, "config")
+        except JsonInputError as exc:
+            raise ValidationError(str(exc), code="invalid") from None
+
+    def bound_data(self, data, initial):
+        # Django's own parse here would hand back what to_python refused (an infinity, a
+        # surrogate the page cannot encode) or recurse too deep, instead of the typed text.
+        if self.disabled or data is None:
+            return super().bound_data(data, initial)
+        try:
+            return parse_json(data, "config")
+        except JsonInputError:
+            return InvalidJSONInput(data)
 
     def prepare_value(self, value):
         if isinstance(value, InvalidJSONInput):

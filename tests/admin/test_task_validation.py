@@ -27,6 +27,40 @@ def test_invalid_json_is_explained_and_the_typed_text_kept(admin_client):
     assert not ProcessDefinition.objects.exists()
 
 
+@pytest.mark.parametrize(
+    ("typed", "error"),
+    [
+        pytest.param(
+            r'{"shell": "true", "cwd": "/srv\u0000"}',
+            "cwd: must not contain NUL characters",
+            id="NUL",
+        ),
+        pytest.param(
+            r'{"shell": "echo \udc80"}',
+            r"shell: must not contain an unpaired surrogate (\udc80)",
+            id="lone surrogate",
+        ),
+        pytest.param(
+            '{"shell": "true", "kill_grace_s": 1e400}',
+            "kill_grace_s: number is out of range (beyond ±1.8e308)",
+            id="infinite",
+        ),
+        pytest.param(
+            '{"shell": "true", "env": ' + "[" * 100_000 + "]" * 100_000 + "}",
+            "config is nested more than 64 levels deep",
+            id="deep",
+        ),
+    ],
+)
+def test_json_that_cannot_be_stored_is_explained_and_the_typed_text_kept(
+    admin_client, typed, error
+):
+    response = save(admin_client, config=typed)
+    assert error_messages(response) == [error]
+    assert escape(typed) in response.content.decode(), "the user's text is re-rendered as typed"
+    assert not ProcessDefinition.objects.exists()
+
+
 def test_config_schema_errors_name_the_field(admin_client):
     response = save(admin_client, config='{"shell": "echo hi", "env": {"1BAD": "x"}}')
     assert error_messages(response) == [

@@ -3,6 +3,12 @@
 import pytest
 
 
+def nested(levels: int) -> str:
+    """A successful report that is ``levels`` deep: the body, its metadata, then lists."""
+    lists = levels - 2
+    return '{"success": true, "metadata": {"a": ' + "[" * lists + "]" * lists + "}}"
+
+
 @pytest.mark.parametrize(
     ("body", "error"),
     [
@@ -17,6 +23,35 @@ import pytest
         ('{"success": "yes"}', "success must be true or false"),
         ('{"success": null}', "success must be true or false"),
         ('{"metadata": [1, 2]}', "metadata must be an object"),
+        # Valid JSON that PostgreSQL cannot store, or Python cannot parse: the whole report is
+        # refused, "success" included, rather than failing half-way as a server error.
+        (
+            '{"success": true, "metadata": {"rows": 1e400}}',
+            "metadata.rows: number is out of range (beyond ±1.8e308)",
+        ),
+        (
+            '{"success": true, "metadata": {"xs": [1, -1e999]}}',
+            "metadata.xs[1]: number is out of range (beyond ±1.8e308)",
+        ),
+        ("1e400", "body: number is out of range (beyond ±1.8e308)"),
+        (
+            r'{"success": true, "metadata": {"a\u0000": 1}}',
+            r'metadata["a\u0000"]: key must not contain NUL characters',
+        ),
+        (
+            r'{"success": true, "metadata": {"table": "sa\u0000les"}}',
+            "metadata.table: must not contain NUL characters",
+        ),
+        (
+            r'{"success": true, "metadata": {"name": "x\ud800"}}',
+            r"metadata.name: must not contain an unpaired surrogate (\ud800)",
+        ),
+        (
+            r'{"success": true, "metadata": {"\udc00": 1}}',
+            r'metadata["\udc00"]: key must not contain an unpaired surrogate (\udc00)',
+        ),
+        pytest.param(nested(100_000), "body is nested more than 64 levels deep", id="deep"),
+        pytest.param(nested(65), "body is nested more than 64 levels deep", id="65 levels"),
     ],
 )
 def test_bad_bodies(report, attempt, body, error):
@@ -43,3 +78,8 @@ def test_bytes_that_are_not_utf8(report, attempt):
             "'utf-8' codec can't decode byte 0xff in position 20: invalid start byte"
         },
     )
+
+
+def test_64_levels_of_nesting_are_stored(report, attempt):
+    assert report(attempt.pk, nested(64), attempt.token).status_code == 200
+    assert attempt.metadata.get().key == "a"

@@ -1,5 +1,7 @@
 from __future__ import annotations
 
+import json
+
 import pytest
 
 from executors.config import CONFIG_SCHEMAS, ConfigError, validate_config
@@ -126,3 +128,46 @@ def test_unknown_kind_and_non_objects():
     assert _error("k8s", {}) == "unknown executor kind 'k8s'"
     for raw in ([], "x", None, 3):
         assert _error("local", raw) == "config must be a JSON object"
+
+
+BATCH = {"image": "i", "job_queue": "q"}
+ECS = {"cluster": "c", "task_definition": "td:3", "container": "app"}
+# Every field that holds text, with NUL in it: exec() cannot pass it, PostgreSQL cannot store it.
+NUL_IN_TEXT = [
+    ("local", {"command": ["a\0"]}, "command.0"),
+    ("local", {"shell": "a\0"}, "shell"),
+    ("local", {"shell": "x", "cwd": "/srv\0"}, "cwd"),
+    ("local", {"shell": "x", "env": {"A": "a\0"}}, "env.A"),
+    ("batch", {**BATCH, "image": "a\0"}, "image"),
+    ("batch", {**BATCH, "command": ["a\0"]}, "command.0"),
+    ("batch", {**BATCH, "job_queue": "a\0"}, "job_queue"),
+    ("batch", {**BATCH, "job_definition": "a\0"}, "job_definition"),
+    ("batch", {**BATCH, "env": {"A": "a\0"}}, "env.A"),
+    ("batch", {**BATCH, "role_arn": "arn:aws:iam::123456789012:role/a\0"}, "role_arn"),
+    ("ecs", {**ECS, "cluster": "a\0"}, "cluster"),
+    ("ecs", {**ECS, "task_definition": "a\0"}, "task_definition"),
+    ("ecs", {**ECS, "container": "a\0"}, "container"),
+    ("ecs", {**ECS, "command": ["a\0"]}, "command.0"),
+    ("ecs", {**ECS, "env": {"A": "a\0"}}, "env.A"),
+    ("ecs", {**ECS, "subnets": ["a\0"]}, "subnets.0"),
+    ("ecs", {**ECS, "security_groups": ["a\0"]}, "security_groups.0"),
+]
+
+
+@pytest.mark.parametrize(("kind", "raw", "path"), NUL_IN_TEXT)
+def test_no_text_field_takes_nul(kind, raw, path):
+    assert _error(kind, raw) == f"{path}: must not contain NUL characters"
+
+
+def test_the_nul_cases_cover_every_text_field():
+    def holds_free_text(field_schema: dict) -> bool:
+        text = json.dumps(field_schema)
+        return '"type": "string"' in text and '"enum"' not in text  # a choice is no free text
+
+    text_fields = {
+        (kind, name)
+        for kind, schema in CONFIG_SCHEMAS.items()
+        for name, field_schema in schema.model_json_schema()["properties"].items()
+        if holds_free_text(field_schema)
+    }
+    assert text_fields == {(kind, path.split(".")[0]) for kind, _, path in NUL_IN_TEXT}
