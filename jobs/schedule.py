@@ -35,11 +35,14 @@ cronsim 2.8 follows Debian cron and sorts expressions into two kinds by their te
   02:00 in spring and fires at both 02:00s in autumn, and ``*/5 2 * * *`` does not run at
   all on the spring day.
 
-Known cronsim limitation: in a zone whose DST shift is not a whole hour (today only
-Australia/Lord_Howe, 30 minutes), a real-time schedule with a restricted hour field can miss
-the first half hour of a matching hour right after the autumn change (``0 */2 * * *`` skips
-02:00 LHST on 2025-04-06). cronsim steps whole real hours from the top of the hour there.
-Fixed-time schedules are not affected.
+Shifts by part of an hour (today only Australia/Lord_Howe, 30 minutes; once also Kathmandu,
+Caracas, Pyongyang): cronsim steps whole real hours from the top of a wall-clock hour, so after
+crossing such a shift it lands part-way into each hour and misses matches (alone it answers
+04:00 LHST for ``0 */2 * * *`` from 01:00 LHDT on 2025-04-06, skipping 02:00 LHST, and skips
+01:30 LHST for ``30 * * * *``). ``_real_time_fires`` never lets it step across one: it checks
+each real minute from the shift to the next top of the wall-clock hour against the expression
+itself, then starts cronsim afresh there. Fixed-time schedules walk the naive wall clock and
+need no such help.
 
 Layered on top of cronsim (see ``_fires``): results are forced strictly after ``after`` and
 strictly increasing. cronsim walks fixed-time schedules on the naive wall clock, so when
@@ -81,6 +84,11 @@ _ONE_VALUE_STEP = re.compile(r"(?<![^\s,])([^\s,/-]+)-\1/(\d+)(?=[\s,]|$)", re.I
 
 # Any fixed instant will do: cronsim parses the expression in its constructor.
 _PARSE_AT = datetime(2000, 1, 1, tzinfo=UTC)
+
+_SECOND = timedelta(seconds=1)
+_MINUTE = timedelta(minutes=1)
+_HOUR = timedelta(hours=1)
+_DAY = timedelta(days=1)
 
 
 class ScheduleError(ValueError):
@@ -159,14 +167,11 @@ def _fires(expr: str, tz: str, after: datetime) -> Iterator[datetime]:
     # cronsim matches fields against the wall clock of the datetime it starts from, so start
     # from local time. It drops microseconds and steps 1 s first, so results are > after.
     sim = CronSim(expr, last.astimezone(zone))
+    if sim.fixup_tz is None:  # cronsim leaves it unset for real-time schedules
+        yield from _real_time_fires(expr, zone, sim, last)
+        return
     for fire in sim:
         fire = fire.astimezone(UTC)
-        # Real-time schedules (cronsim leaves fixup_tz unset) fire only at real instants
-        # whose wall time matches. Across a transition at midnight (America/Santiago)
-        # cronsim can answer with a wall time inside the spring gap, which names no real
-        # instant that matches: drop such answers.
-        if sim.fixup_tz is None and not _wall_time_matches(sim, fire.astimezone(zone)):
-            continue
         # Fixed-time schedules are walked on the naive wall clock: started in the second pass
         # of a repeated hour (fold=1) cronsim can answer with the first pass (fold=0), which
         # is before `after` and has already fired. Skip it; once per day stays once per day.
@@ -175,6 +180,88 @@ def _fires(expr: str, tz: str, after: datetime) -> Iterator[datetime]:
             yield fire
     # cronsim stops after 50 years without a match; valid 5-field expressions always match
     # sooner, so callers treat running out as an error rather than a normal end.
+
+
+def _real_time_fires(expr: str, zone: ZoneInfo, sim: CronSim, last: datetime) -> Iterator[datetime]:
+    """Yield the real instants after `last` whose wall time matches, ascending, in UTC."""
+    # cronsim is exact until it steps across a part-hour shift; `clean` is where the running
+    # `sim` started looking, or the last fire time it gave.
+    clean = last
+    while True:
+        for fire in sim:
+            fire = fire.astimezone(UTC)
+            # Across a transition at midnight (America/Santiago) cronsim can answer with a
+            # wall time inside the spring gap, which names no real instant that matches.
+            if not _wall_time_matches(sim, fire.astimezone(zone)):
+                continue
+            if shift := _part_hour_shift(zone, clean, fire):
+                break  # `fire` and what follows may have skipped matches after the shift
+            if fire > last:
+                clean = last = fire
+                yield fire
+        else:
+            return
+        # Real minutes from the shift to the next top of the hour are checked one by one (at
+        # most 59); from there on the wall clock and cronsim's whole-hour steps agree again.
+        shifted_at, top_of_hour = shift
+        fire = shifted_at + timedelta(seconds=-shifted_at.astimezone(zone).second % 60)
+        while fire < top_of_hour:
+            if fire > last and _wall_time_matches(sim, fire.astimezone(zone)):
+                last = fire
+                yield fire
+            fire += _MINUTE
+        clean = top_of_hour
+        sim = CronSim(expr, (top_of_hour - _SECOND).astimezone(zone))
+
+
+def _part_hour_shift(
+    zone: ZoneInfo, after: datetime, until: datetime
+) -> tuple[datetime, datetime] | None:
+    """Return the first part-hour shift of `zone` that ends after `after` and starts by `until`."""
+    # A shift is over within the hour, so one that ends after `after` starts after after - 1 h.
+    for year in range((after - _HOUR).year, until.year + 1):
+        for shifted_at, top_of_hour in _part_hour_shifts(zone, year):
+            if top_of_hour > after and shifted_at <= until:
+                return shifted_at, top_of_hour
+    return None
+
+
+@functools.lru_cache(maxsize=1024)
+def _part_hour_shifts(zone: ZoneInfo, year: int) -> tuple[tuple[datetime, datetime], ...]:
+    """Return where `zone`'s offset changes by part of an hour in (Jan 1 `year`, Jan 1 `year + 1`].
+
+    Each change is given as (its instant, the next top of a wall-clock hour), both UTC.
+    """
+    # zoneinfo does not list transitions, so probe the offset once a day and bisect to the
+    # second where it changed. Probing daily misses nothing: in tzdata two offset changes of
+    # one zone are never less than four days apart.
+    found = []
+    t, end = datetime(year, 1, 1, tzinfo=UTC), datetime(year + 1, 1, 1, tzinfo=UTC)
+    offset = _offset(zone, t)
+    while t < end:
+        probe = min(t + _DAY, end)
+        if _offset(zone, probe) == offset:
+            t = probe
+            continue
+        while probe - t > _SECOND:
+            middle = t + _SECOND * ((probe - t) // _SECOND // 2)
+            if _offset(zone, middle) == offset:
+                t = middle
+            else:
+                probe = middle
+        new_offset = _offset(zone, probe)
+        if (new_offset - offset) % _HOUR:
+            wall = probe.astimezone(zone)
+            to_top = timedelta(seconds=-(wall.minute * 60 + wall.second) % 3600)
+            found.append((probe, probe + to_top))
+        t, offset = probe, new_offset
+    return tuple(found)
+
+
+def _offset(zone: ZoneInfo, instant: datetime) -> timedelta:
+    offset = instant.astimezone(zone).utcoffset()
+    assert offset is not None  # a ZoneInfo always has one
+    return offset
 
 
 def _wall_time_matches(sim: CronSim, wall: datetime) -> bool:

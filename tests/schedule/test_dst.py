@@ -1,7 +1,9 @@
-"""The written DST policy (module docstring of jobs.schedule), on both transitions of two zones.
+"""The written DST policy (module docstring of jobs.schedule), on both transitions of three zones.
 
 Europe/Berlin: 2026-03-29 02:00 -> 03:00, 2026-10-25 03:00 -> 02:00.
 America/New_York: 2026-03-08 02:00 -> 03:00, 2026-11-01 02:00 -> 01:00.
+Australia/Lord_Howe shifts by 30 minutes, at 15:00 UTC in April (02:00 LHDT +11 -> 01:30 LHST
++10:30) and at 15:30 UTC in October (02:00 LHST -> 02:30 LHDT); the UTC dates are below.
 """
 
 from datetime import UTC, date, datetime, time, timedelta
@@ -162,16 +164,84 @@ def test_every_five_minutes_inside_the_skipped_or_repeated_hour() -> None:
     assert len(fires_on("*/5 2 * * *", "Europe/Berlin", date(2026, 10, 25))) == 24
 
 
-@pytest.mark.xfail(
-    strict=True,
-    reason="cronsim 2.8 steps whole real hours; Lord Howe shifts by 30 minutes (documented)",
-)
+# Lord Howe: the same rules when the clock moves by half an hour. Times are UTC, on the UTC
+# date of the shift; the comments give the local time.
+LORD_HOWE = "Australia/Lord_Howe"
+LORD_HOWE_SHIFTS = {  # (UTC date of the April shift, UTC date of the October shift)
+    2025: (date(2025, 4, 5), date(2025, 10, 4)),
+    2026: (date(2026, 4, 4), date(2026, 10, 3)),
+}
+AUTUMN = [  # 15:00 UTC: 02:00 LHDT -> 01:30 LHST, so 01:30-01:59 happens twice
+    # 00:30, 01:30 LHDT, 01:30 LHST, 02:30, 03:30
+    ("30 * * * *", "13:30 14:30 15:00 16:00 17:00"),
+    # 00:45, 01:45 LHDT, 01:45 LHST, 02:45
+    ("45 * * * *", "13:45 14:45 15:15 16:15"),
+    # 00:00 LHDT, 02:00 LHST (there is no 02:00 LHDT)
+    ("0 */2 * * *", "13:00 15:30"),
+    # every 20 minutes of wall time; 01:40 LHDT and 01:40 LHST are half an hour apart
+    (
+        "*/20 * * * *",
+        "13:00 13:20 13:40 14:00 14:20 14:40 15:10 15:30 15:50 16:10 16:30 16:50",
+    ),
+    # fixed time: 02:30 happens once, in standard time
+    ("30 2 * * *", "16:00"),
+]
+SPRING = [  # 15:30 UTC: 02:00 LHST -> 02:30 LHDT, so 02:00-02:29 never happens
+    # 23:30 (the day before), 00:30, 01:30 LHST, 02:30, 03:30 LHDT
+    ("30 * * * *", "13:00 14:00 15:00 15:30 16:30"),
+    # 23:45, 00:45, 01:45 LHST, 02:45, 03:45 LHDT
+    ("45 * * * *", "13:15 14:15 15:15 15:45 16:45"),
+    # 00:00 LHST, 04:00 LHDT: 02:00 is in the gap
+    ("0 */2 * * *", "13:30 17:00"),
+    # 01:40 LHST is followed by 02:40 LHDT, half an hour later
+    (
+        "*/20 * * * *",
+        "13:10 13:30 13:50 14:10 14:30 14:50 15:10 15:40 16:00 16:20 16:40 17:00",
+    ),
+    # fixed time: 02:30 LHDT is the first instant after the gap
+    ("30 2 * * *", "15:30"),
+]
+
+
+LORD_HOWE_CASES = [
+    pytest.param(expr, day, times, id=f"{day}-{expr}")
+    for shifts in LORD_HOWE_SHIFTS.values()
+    for day, table in zip(shifts, (AUTUMN, SPRING), strict=True)
+    for expr, times in table
+]
+
+
+@pytest.mark.parametrize(("expr", "day", "times"), LORD_HOWE_CASES)
+def test_half_hour_shift_fires_at_every_matching_real_instant(
+    expr: str, day: date, times: str
+) -> None:
+    start = datetime.combine(day, time(13), tzinfo=UTC) - timedelta(seconds=1)
+    end = datetime.combine(day, time(17), tzinfo=UTC)
+    expected = [datetime.combine(day, time.fromisoformat(t), tzinfo=UTC) for t in times.split()]
+    assert fires_between(expr, LORD_HOWE, start, end) == expected
+
+
 def test_half_hour_dst_shift_with_a_restricted_hour() -> None:
     # 2025-04-06 02:00 LHDT (+11) -> 01:30 LHST (+10:30). From 01:00 LHDT, "every two hours"
-    # should next fire at 02:00 LHST (15:30 UTC); cronsim answers 04:00 LHST. If this starts
-    # passing, cronsim fixed it: drop the limitation from the docstring and the property test.
+    # next fires at 02:00 LHST (15:30 UTC); cronsim, stepping whole real hours, says 04:00.
     after = utc(2025, 4, 5, 14)
-    assert next_fire_after("0 */2 * * *", "Australia/Lord_Howe", after) == utc(2025, 4, 5, 15, 30)
+    assert next_fire_after("0 */2 * * *", LORD_HOWE, after) == utc(2025, 4, 5, 15, 30)
+
+
+@pytest.mark.parametrize(
+    ("expr", "after", "expected"),
+    [
+        # 01:40 LHST, the second pass of 01:30-01:59: 02:00 LHST is next.
+        ("0 */2 * * *", utc(2025, 4, 5, 15, 10), utc(2025, 4, 5, 15, 30)),
+        # 02:40 LHDT, ten minutes after the gap: 03:00 LHDT is next, then 03:20.
+        ("*/20 3 * * *", utc(2025, 10, 4, 15, 40), utc(2025, 10, 4, 16)),
+        ("*/20 3 * * *", utc(2025, 10, 4, 16), utc(2025, 10, 4, 16, 20)),
+    ],
+)
+def test_started_in_the_half_hour_after_the_shift(
+    expr: str, after: datetime, expected: datetime
+) -> None:
+    assert next_fire_after(expr, LORD_HOWE, after) == expected
 
 
 def test_a_real_time_job_does_not_fire_in_a_gap_at_midnight() -> None:
