@@ -2,7 +2,8 @@
 
 One watcher thread per executor waits on every child through pidfds (Linux >= 5.3), reaps
 them, reports exits in batches through ``on_exit``, kills whatever a finished job left in its
-process group, enforces the SIGTERM -> SIGKILL grace of ``terminate`` and calls ``on_tick``.
+process group and enforces the SIGTERM -> SIGKILL grace of ``terminate``. It does nothing else,
+so an exit is seen within moments however busy the code that records it is.
 
 An external_id is ``host:pid:starttime``; starttime (field 22 of /proc/<pid>/stat) tells a
 reused pid apart from our process, so a process that is not ours is never signalled.
@@ -12,7 +13,9 @@ so its secrets (DATABASE_URL, SECRET_KEY, AWS_*, proxies...) never reach the job
 config's ``env``, then ``launch.env``, then ``SUNDIAL_IDEMPOTENCY_KEY`` (``find`` needs it).
 
 ``terminate`` also stops a job of another executor on this host (an orphan of a crashed
-worker, say) with the default grace; its exit is reported to nobody.
+worker, say) with the default grace. Its end is reported through ``on_exit`` like a child's,
+without an exit code (only a parent can read that): at once if it is gone already, else when
+its pidfd says it has ended.
 
 Limits: a grandchild that starts its own session (setsid, daemonising) leaves our process
 group and survives the group kill; pids are only meaningful within one pid namespace, so
@@ -88,6 +91,7 @@ class _Target:
     pid: int
     pidfd: int
     kill_at: float | None
+    reason: str
 
 
 class LocalExecutor:
@@ -97,13 +101,9 @@ class LocalExecutor:
         self,
         log_dir: Path,
         on_exit: Callable[[list[tuple[str, Status]]], None],
-        on_tick: Callable[[list[str]], None] | None = None,
-        tick_interval: float = 1.0,
     ) -> None:
         self.log_dir = Path(log_dir)
         self.on_exit = on_exit
-        self.on_tick = on_tick
-        self.tick_interval = tick_interval
         self.host = socket.gethostname()
         self._lock = threading.Lock()
         self._children: dict[str, _Child] = {}  # external_id -> live (unreaped) child
@@ -237,10 +237,11 @@ class LocalExecutor:
                     result[external_id] = Status(State.RUNNING, started_at=started)
         return result
 
-    def terminate(self, external_id: str, reason: str) -> None:
+    def terminate(self, external_id: str, reason: str, grace_s: float | None = None) -> None:
         """SIGTERM the job's process group now, SIGKILL it after the grace. Idempotent.
 
-        A job of another executor on this host (an orphan of a crashed worker, say) gets the
+        ``grace_s`` shortens the job's own grace (a stopping worker cannot wait an hour). A
+        job of another executor on this host (an orphan of a crashed worker, say) gets the
         same treatment with the default grace, since its config is unknown here; it is only
         signalled while /proc shows the very process the id names.
         """
@@ -250,7 +251,8 @@ class LocalExecutor:
             if child is not None:
                 if child.term_reason is None:  # a second call must not restart the grace
                     child.term_reason = reason or "terminated"
-                    child.kill_at = time.monotonic() + child.grace_s
+                    grace = child.grace_s if grace_s is None else min(grace_s, child.grace_s)
+                    child.kill_at = time.monotonic() + grace
                     _killpg(pid, signal.SIGTERM)
                     self._wake()
                 return
@@ -261,14 +263,18 @@ class LocalExecutor:
         try:
             pidfd = os.pidfd_open(pid)
         except ProcessLookupError:
+            self._call(self.on_exit, [_gone(external_id, reason)])
             return
         # Checked after pidfd_open, so the pidfd pins the very process that passed the check.
         if self._foreign_start(external_id) is None:
             os.close(pidfd)
+            self._call(self.on_exit, [_gone(external_id, reason)])
             return
         # The leader is alive, so its pgid cannot have been reused.
         _killpg(pid, signal.SIGTERM)
-        target = _Target(external_id, pid, pidfd, time.monotonic() + _DEFAULT_GRACE_S)
+        target = _Target(
+            external_id, pid, pidfd, time.monotonic() + _DEFAULT_GRACE_S, reason or "terminated"
+        )
         with self._lock:
             if self._closed or external_id in self._targets:
                 os.close(pidfd)
@@ -323,6 +329,13 @@ class LocalExecutor:
         with self._lock:
             return list(self._children)
 
+    def runs_here(self, external_id: str) -> bool:
+        """Whether the id names a process on this host (ours or not, alive or not)."""
+        try:
+            return _parse_id(external_id)[0] == self.host
+        except ExecutorError:
+            return False
+
     def close(self) -> None:
         """Stop the watcher. Running jobs are left alone (a new executor can find() them)."""
         with self._lock:
@@ -357,7 +370,6 @@ class LocalExecutor:
     def _watch(self) -> None:
         sel = selectors.DefaultSelector()
         sel.register(self._wake_fd, selectors.EVENT_READ, None)
-        next_tick = time.monotonic() + self.tick_interval
         try:
             while True:
                 try:
@@ -371,10 +383,8 @@ class LocalExecutor:
                         deadlines = [
                             item.kill_at for item in self._watched() if item.kill_at is not None
                         ]
-                    if self.on_tick is not None:
-                        deadlines.append(next_tick)
                     timeout = max(0.0, min(deadlines) - time.monotonic()) if deadlines else None
-                    exited = []
+                    ended = []
                     for sel_key, _ in sel.select(timeout):
                         if sel_key.data is None:
                             with contextlib.suppress(BlockingIOError):
@@ -382,15 +392,12 @@ class LocalExecutor:
                         else:
                             sel.unregister(sel_key.fileobj)
                             if isinstance(sel_key.data, _Child):
-                                exited.append(sel_key.data)
+                                ended.append(self._reap(sel_key.data))
                             else:
-                                self._forget_target(sel_key.data)
-                    if exited:
-                        self._call(self.on_exit, [self._reap(child) for child in exited])
+                                ended.append(self._forget_target(sel_key.data))
+                    if ended:
+                        self._call(self.on_exit, ended)
                     self._enforce_grace()
-                    if self.on_tick is not None and time.monotonic() >= next_tick:
-                        next_tick = time.monotonic() + self.tick_interval
-                        self._call(self.on_tick, self.live_ids())
                 except Exception:  # the watcher must outlive any bug
                     log.exception("local executor watcher failed; going on")
                     time.sleep(0.1)
@@ -424,7 +431,7 @@ class LocalExecutor:
                 self._recent.popitem(last=False)
         return child.external_id, status
 
-    def _forget_target(self, target: _Target) -> None:
+    def _forget_target(self, target: _Target) -> tuple[str, Status]:
         # Its leader is gone; kill what it left in its group, as for our own jobs. The leader
         # may be reaped already, but the pgid stays reserved while any member lives (reuse
         # of an empty group's number within these microseconds needs a pid wrap-around).
@@ -432,6 +439,7 @@ class LocalExecutor:
         with self._lock:
             os.close(target.pidfd)
             del self._targets[target.external_id]
+        return _gone(target.external_id, target.reason)
 
     def _enforce_grace(self) -> None:
         now = time.monotonic()
@@ -499,6 +507,11 @@ def _boot_time() -> float:
             if line.startswith("btime "):
                 return float(line.split()[1])
     raise RuntimeError("no btime in /proc/stat")
+
+
+def _gone(external_id: str, reason: str) -> tuple[str, Status]:
+    """How a stopped job of another executor ended, as far as a non-parent can tell."""
+    return external_id, Status(State.FAILED, reason=reason, ended_at=datetime.now(UTC))
 
 
 def _signal_reason(code: int) -> str:

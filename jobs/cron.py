@@ -16,8 +16,8 @@ from django.utils import timezone
 
 from jobs.engine import RunStatus
 from jobs.models import ProcessDefinition, ScheduleKind, Trigger
-from jobs.orchestrator import ACTIVE_RUN, AlreadyScheduled, TriggerError, trigger_run
-from jobs.schedule import CatchUp, ScheduleError, due_fires, next_continuous, next_fire_after
+from jobs.orchestrator import AlreadyScheduled, TriggerError, continuous_next_fire, trigger_run
+from jobs.schedule import CatchUp, ScheduleError, due_fires, next_fire_after
 
 log = logging.getLogger(__name__)
 
@@ -61,7 +61,7 @@ def _due(
 ) -> tuple[tuple[datetime, ...], datetime | None]:
     assert definition.next_fire_at is not None
     if definition.schedule_kind == ScheduleKind.CONTINUOUS:
-        # One run now; the next fire time is set when it finishes (see orchestrator).
+        # One run now; the next fire time is set once it has finished (settle_definition).
         return (definition.next_fire_at,), None
     fires = due_fires(
         definition.cron,
@@ -89,11 +89,7 @@ def first_fire_at(definition: ProcessDefinition, now: datetime) -> datetime | No
     if definition.schedule_kind == ScheduleKind.CRON:
         return next_fire_after(definition.cron, definition.timezone, now)
     if definition.schedule_kind == ScheduleKind.CONTINUOUS:
-        if definition.runs.filter(status__in=ACTIVE_RUN).exists():
-            return None  # set when the active run finishes
-        last = definition.runs.exclude(finished_at=None).order_by("-finished_at").first()
-        gap = timedelta(seconds=definition.min_gap_seconds)
-        return next_continuous(last.finished_at if last else None, gap, now)
+        return continuous_next_fire(definition, now)
     return None
 
 

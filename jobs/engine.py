@@ -585,7 +585,7 @@ class OverlapPolicy(StrEnum):
 @dataclass(frozen=True)
 class OverlapDecision:
     start: RunStatus  # RUNNING, QUEUED or SKIPPED
-    replace: tuple[int, ...]  # active runs to kill first (REPLACE only)
+    replace: tuple[int, ...]  # active runs to kill (REPLACE only); the new run waits for them
     reason: str
 
 
@@ -605,7 +605,12 @@ def decide_overlap(policy: OverlapPolicy, active_run_ids: Sequence[int]) -> Over
         case OverlapPolicy.QUEUE:
             return OverlapDecision(RunStatus.QUEUED, (), f"queued behind {runs}")
         case OverlapPolicy.REPLACE:
-            return OverlapDecision(RunStatus.RUNNING, ids, f"replaces {runs}")
+            # Queued until the replaced runs have stopped: their tasks may still be in their
+            # kill grace, and two copies of one task must never write the same output.
+            it = "it has" if len(ids) == 1 else "they have"
+            return OverlapDecision(
+                RunStatus.QUEUED, ids, f"replaces {runs}; starts once {it} stopped"
+            )
 
 
 # ---- the admin's cycle check ----

@@ -201,6 +201,9 @@ class TaskRun(models.Model):
         max_length=12, choices=[(s.value, s.value) for s in AttemptStatus], db_index=True
     )
     not_before = models.DateTimeField(null=True, blank=True)
+    # The host of the worker that claimed the attempt: where a local process runs, and so
+    # the only place its orphan can be looked up or stopped if that worker dies.
+    worker_host = models.CharField(max_length=255, blank=True)
     external_id = models.CharField(max_length=512, blank=True)
     log_ref = models.CharField(max_length=1024, blank=True)
     exit_code = models.IntegerField(null=True, blank=True)

@@ -3,6 +3,11 @@
 Every state change is a conditional UPDATE (``... WHERE status = <expected>``), so a repeated
 or late message changes nothing, on PostgreSQL and SQLite alike. Side effects (submitting,
 terminating, enqueueing) happen only after the deciding transaction commits.
+
+Lock order, everywhere: a definition's row, then a run's row, then attempt rows (attempts are
+only ever locked by the conditional UPDATEs that change them). Nothing that holds a run's
+lock touches its definition's row, so two transactions can never wait on each other in a
+circle.
 """
 
 from __future__ import annotations
@@ -15,12 +20,19 @@ from datetime import datetime, timedelta
 from typing import Any
 
 from django.db import IntegrityError, transaction
-from django.db.models import Case, F, Value, When
+from django.db.models import Case, Exists, F, OuterRef, Value, When
 from django.db.models.functions import Coalesce
 from django.utils import timezone
 
 from jobs import dispatch, engine
-from jobs.engine import ACTIVE_ATTEMPT, Attempt, AttemptStatus, OverlapPolicy, RunStatus
+from jobs.engine import (
+    ACTIVE_ATTEMPT,
+    PENDING_ATTEMPT,
+    Attempt,
+    AttemptStatus,
+    OverlapPolicy,
+    RunStatus,
+)
 from jobs.models import ProcessDefinition, ProcessRun, ScheduleKind, TaskEvent, TaskRun, User
 from jobs.schedule import next_continuous
 from jobs.snapshot import (
@@ -37,6 +49,11 @@ log = logging.getLogger(__name__)
 
 ACTIVE_RUN = (RunStatus.QUEUED, RunStatus.RUNNING)
 _ACTIVE = [s.value for s in ACTIVE_ATTEMPT]
+_PENDING = [s.value for s in PENDING_ATTEMPT]
+# An engine step whose actions collide with a change made outside the run's lock (a submit
+# claiming a READY attempt) is taken again on fresh rows; each collision needs a concurrent
+# claim, so a handful of tries is plenty, and the reconciler advances every run regardless.
+_MAX_STEPS = 5
 
 
 class TriggerError(Exception):
@@ -63,12 +80,9 @@ def trigger_run(
             raise TriggerError(f"process {definition.name!r} is archived")
         if not definition.tasks.exists():
             raise TriggerError(f"process {definition.name!r} has no tasks")
-        active = list(
-            definition.runs.filter(status__in=ACTIVE_RUN)
-            .order_by("id")
-            .values_list("pk", flat=True)
+        decision = engine.decide_overlap(
+            OverlapPolicy(definition.overlap), _active_runs(definition)
         )
-        decision = engine.decide_overlap(OverlapPolicy(definition.overlap), active)
         now = timezone.now()
         try:
             with transaction.atomic():
@@ -81,6 +95,7 @@ def trigger_run(
                     parameters=parameters or {},
                     status=decision.start,
                     reason=decision.reason,
+                    started_at=now if decision.start == RunStatus.RUNNING else None,
                     finished_at=now if decision.start == RunStatus.SKIPPED else None,
                 )
         except IntegrityError:
@@ -92,36 +107,98 @@ def trigger_run(
             run=run, kind="triggered", message=f"{trigger}{who}; {decision.reason}", actor=user
         )
         log.info("%s run %s: %s (%s)", definition.name, run.pk, run.status, trigger)
-        for replaced_id in decision.replace:
-            request_kill(replaced_id, user=user, reason=f"replaced by run {run.pk}")
+        _replace(decision.replace, user, f"replaced by run {run.pk}")
         if run.status == RunStatus.RUNNING:
             _start(run, now)
+        elif run.status == RunStatus.QUEUED:
+            # A replacing run waits for the runs it replaces to stop; if they already
+            # have (nothing of theirs was active), it starts now.
+            _start_next_queued(definition)
+        run.refresh_from_db()
     return run
 
 
-def _start(run: ProcessRun, now: datetime) -> None:
-    """Create every task's first attempt and take the first step (inside the caller's lock)."""
-    ProcessRun.objects.filter(pk=run.pk).update(status=RunStatus.RUNNING, started_at=now)
-    run.status, run.started_at = RunStatus.RUNNING, now
-    TaskRun.objects.bulk_create(
-        TaskRun(run=run, task_name=e["name"], executor=e["executor"], status=AttemptStatus.WAITING)
-        for e in run.snapshot["tasks"]
+def _active_runs(definition: ProcessDefinition) -> list[int]:
+    """Ids of the definition's queued or running runs (its lock held by the caller)."""
+    return list(
+        definition.runs.filter(status__in=ACTIVE_RUN).order_by("id").values_list("pk", flat=True)
     )
+
+
+def _replace(run_ids: Sequence[int], user: User | None, reason: str) -> None:
+    for run_id in run_ids:
+        request_kill(run_id, user=user, reason=reason)
+
+
+def _start(run: ProcessRun, now: datetime) -> None:
+    """Give every task its first attempt (a retry made its round already) and take a step."""
+    if not run.task_runs.exists():
+        TaskRun.objects.bulk_create(
+            TaskRun(
+                run=run, task_name=e["name"], executor=e["executor"], status=AttemptStatus.WAITING
+            )
+            for e in run.snapshot["tasks"]
+        )
     _advance_locked(run, now)
 
 
-def start_queued_run(definition_id: int) -> ProcessRun | None:
-    """Start the oldest queued run of a definition once none of its runs is running."""
+def settle_definition(definition_id: int) -> ProcessRun | None:
+    """After a run ended: start the oldest queued run, or time a continuous schedule's next run.
+
+    Runs in its own transaction, never under a run's lock (see the lock order above).
+    Returns the run it started, if any.
+    """
     with transaction.atomic():
-        definition = ProcessDefinition.objects.select_for_update().get(pk=definition_id)
-        if definition.runs.filter(status=RunStatus.RUNNING).exists():
+        definition = ProcessDefinition.objects.select_for_update().filter(pk=definition_id).first()
+        if definition is None:
             return None
-        run = definition.runs.filter(status=RunStatus.QUEUED).order_by("id").first()
-        if run is None:
-            return None
-        _start(run, timezone.now())
-        TaskEvent.objects.create(run=run, kind="started", message="the run ahead has finished")
-        return run
+        started = _start_next_queued(definition)
+        if definition.schedule_kind == ScheduleKind.CONTINUOUS and definition.next_fire_at is None:
+            next_fire = continuous_next_fire(definition, timezone.now())
+            if next_fire is not None:
+                ProcessDefinition.objects.filter(pk=definition.pk, next_fire_at=None).update(
+                    next_fire_at=next_fire
+                )
+        return started
+
+
+def continuous_next_fire(definition: ProcessDefinition, now: datetime) -> datetime | None:
+    """When a continuous process starts next: its gap after the last run ended; None while
+    a run is active (its end decides) or while the process is paused or archived."""
+    if definition.paused or definition.archived:
+        return None
+    if definition.runs.filter(status__in=ACTIVE_RUN).exists():
+        return None
+    last = (
+        definition.runs.exclude(finished_at=None)
+        .order_by("-finished_at")
+        .values_list("finished_at", flat=True)
+        .first()
+    )
+    return next_continuous(last, timedelta(seconds=definition.min_gap_seconds), now)
+
+
+def _start_next_queued(definition: ProcessDefinition) -> ProcessRun | None:
+    """Start the oldest queued run once none is running (the definition's lock held)."""
+    if definition.runs.filter(status=RunStatus.RUNNING).exists():
+        return None
+    run = (
+        ProcessRun.objects.select_for_update()
+        .filter(definition=definition, status=RunStatus.QUEUED)
+        .order_by("id")
+        .first()
+    )
+    if run is None:
+        return None
+    now = timezone.now()
+    # The run's lock is held, so this cannot miss: only this transaction changes it now.
+    ProcessRun.objects.filter(pk=run.pk, status=RunStatus.QUEUED).update(
+        status=RunStatus.RUNNING, started_at=now
+    )
+    run.status, run.started_at = RunStatus.RUNNING, now
+    TaskEvent.objects.create(run=run, kind="started", message="no other run is active now")
+    _start(run, now)
+    return run
 
 
 def advance_run(run_id: int, now: datetime | None = None) -> None:
@@ -139,65 +216,108 @@ def _advance_locked(
     now: datetime,
     events: list[TaskEvent] | None = None,
     attempts: list[Attempt] | None = None,
+    local_ready: list[int] | None = None,
 ) -> None:
-    """Take one engine step for a run whose row this transaction has locked."""
-    if attempts is None:
-        attempts = [stored.attempt for stored in load_attempts(run)]
-    state = run_state(run, attempts)
-    result = engine.step(state, now)
+    """Take engine steps for a run whose row this transaction has locked.
+
+    Attempts made READY are sent to the broker after commit, except local ones when the
+    caller passes ``local_ready``: those ids are appended for the caller to submit itself.
+    """
     events = events if events is not None else []
-    # Readiness is decided under the run's lock, so one UPDATE serves a whole fan-out.
-    ready = [a.attempt_id for a in result.actions if isinstance(a, engine.MarkReady)]
-    if ready and TaskRun.objects.filter(pk__in=ready, status=AttemptStatus.WAITING).update(
-        status=AttemptStatus.READY
-    ):
-        task_of = {a.id: a.task for a in state.attempts}
-        kinds = executor_kinds(run.snapshot)  # one map, not a scan per task of a fan-out
-        for attempt_id in ready:
-            dispatch.submit_after_commit(attempt_id, local=kinds[task_of[attempt_id]] == "local")
-    for action in result.actions:
-        _apply(run, action, now, events)
+    for _ in range(_MAX_STEPS):
+        if attempts is None:
+            attempts = [stored.attempt for stored in load_attempts(run)]
+        result = engine.step(run_state(run, attempts), now)
+        if _apply_step(run, attempts, result, now, events, local_ready):
+            break
+        # An attempt moved while we decided (a submit claimed a READY attempt a kill meant to
+        # cancel): the step was made on stale rows, so decide again on fresh ones.
+        attempts = None
+    else:
+        log.warning(
+            "run %s: attempts kept changing under the engine; the reconciler retries", run.pk
+        )
     TaskEvent.objects.bulk_create(events)
     if run.status == RunStatus.RUNNING and run.wake_at != result.wake_at:
         ProcessRun.objects.filter(pk=run.pk).update(wake_at=result.wake_at)
         run.wake_at = result.wake_at
 
 
-def _apply(run: ProcessRun, action: engine.Action, now: datetime, events: list[TaskEvent]) -> None:
+def _apply_step(
+    run: ProcessRun,
+    attempts: Sequence[Attempt],
+    result: engine.Step,
+    now: datetime,
+    events: list[TaskEvent],
+    local_ready: list[int] | None,
+) -> bool:
+    """Apply one step's actions; False if any found its attempt changed (then the run is
+    left unfinished, and the caller steps again)."""
+    in_step = True
+    # Readiness is decided under the run's lock, so one UPDATE serves a whole fan-out.
+    ready = [a.attempt_id for a in result.actions if isinstance(a, engine.MarkReady)]
+    if ready:
+        in_step = _mark_ready(run, attempts, ready, local_ready)
+    for action in result.actions:
+        if isinstance(action, engine.FinishRun) and not in_step:
+            break  # never finish a run on a view that turned out to be stale
+        in_step = _apply(run, action, now, events) and in_step
+    return in_step
+
+
+def _mark_ready(
+    run: ProcessRun, attempts: Sequence[Attempt], ready: list[int], local_ready: list[int] | None
+) -> bool:
+    marked = TaskRun.objects.filter(pk__in=ready, status=AttemptStatus.WAITING).update(
+        status=AttemptStatus.READY
+    )
+    task_of = {a.id: a.task for a in attempts}
+    kinds = executor_kinds(run.snapshot)  # one map, not a scan per task of a fan-out
+    for attempt_id in ready:
+        if local_ready is not None and kinds[task_of[attempt_id]] == "local":
+            local_ready.append(attempt_id)
+        else:
+            dispatch.after_commit(dispatch.SUBMIT, attempt_id)
+    return marked == len(ready)
+
+
+def _apply(run: ProcessRun, action: engine.Action, now: datetime, events: list[TaskEvent]) -> bool:
+    """Apply one action; False if its conditional UPDATE found the attempt changed."""
     match action:
         case engine.MarkReady():
-            pass  # applied in bulk by _advance_locked
+            return True  # applied in bulk by _mark_ready
         case engine.MarkSkipped(attempt_id=attempt_id, reason=reason):
-            if _move(
+            if not _move(
                 attempt_id,
                 [AttemptStatus.WAITING],
                 status=AttemptStatus.SKIPPED,
                 reason=reason,
                 finished_at=now,
             ):
-                events.append(
-                    TaskEvent(run=run, task_run_id=attempt_id, kind="skipped", message=reason)
-                )
+                return False
+            events.append(
+                TaskEvent(run=run, task_run_id=attempt_id, kind="skipped", message=reason)
+            )
         case engine.Cancel(attempt_id=attempt_id, reason=reason):
-            if _move(
+            # 0 rows: a submit claimed the attempt after we read it; the next step stops it.
+            if not _move(
                 attempt_id,
-                [AttemptStatus.WAITING, AttemptStatus.READY],
+                _PENDING,
                 status=AttemptStatus.KILLED,
                 reason=reason,
                 finished_at=now,
             ):
-                events.append(
-                    TaskEvent(run=run, task_run_id=attempt_id, kind="cancelled", message=reason)
-                )
+                return False
+            events.append(
+                TaskEvent(run=run, task_run_id=attempt_id, kind="cancelled", message=reason)
+            )
         case engine.Terminate(attempt_id=attempt_id, reason=reason, outcome=outcome):
-            stopped = TaskRun.objects.filter(
-                pk=attempt_id, status__in=_ACTIVE, terminate_requested_at__isnull=True
-            ).update(terminate_requested_at=now, terminate_as=outcome, reason=reason)
-            if stopped:
-                events.append(
-                    TaskEvent(run=run, task_run_id=attempt_id, kind="terminating", message=reason)
-                )
-                dispatch.after_commit(dispatch.TERMINATE, attempt_id)
+            if not request_stop(attempt_id, outcome, reason, now):
+                return False  # back to READY (its submit failed for now): cancel it instead
+            events.append(
+                TaskEvent(run=run, task_run_id=attempt_id, kind="terminating", message=reason)
+            )
+            dispatch.after_commit(dispatch.TERMINATE, attempt_id)
         case engine.ScheduleRetry(
             task=task, round=round_, number=number, not_before=at, reason=reason
         ):
@@ -217,8 +337,23 @@ def _apply(run: ProcessRun, action: engine.Action, now: datetime, events: list[T
             delay = max(0.0, (at - now).total_seconds())
             dispatch.after_commit(dispatch.ADVANCE, run.pk, countdown=delay)
         case engine.FinishRun(status=status, reason=reason):
-            _finish_run(run, status, reason, now)
+            if not _finish_run(run, status, reason, now):
+                return False
             events.append(TaskEvent(run=run, kind="finished", message=f"{status}: {reason}"))
+    return True
+
+
+def request_stop(attempt_id: int, outcome: AttemptStatus, reason: str, now: datetime) -> bool:
+    """Mark an active attempt to be stopped, ending as ``outcome`` with ``reason``.
+
+    False if it is no longer active or already being stopped. Whoever can reach the job
+    carries the request out (the executor call, or the local process's owner on its tick).
+    """
+    return bool(
+        TaskRun.objects.filter(
+            pk=attempt_id, status__in=_ACTIVE, terminate_requested_at__isnull=True
+        ).update(terminate_requested_at=now, terminate_as=outcome, reason=reason)
+    )
 
 
 def _move(attempt_id: int, expected: Sequence[str], **changes: Any) -> bool:
@@ -226,25 +361,21 @@ def _move(attempt_id: int, expected: Sequence[str], **changes: Any) -> bool:
     return bool(TaskRun.objects.filter(pk=attempt_id, status__in=expected).update(**changes))
 
 
-def _finish_run(run: ProcessRun, status: RunStatus, reason: str, now: datetime) -> None:
-    ProcessRun.objects.filter(pk=run.pk, status=RunStatus.RUNNING).update(
-        status=status, reason=reason, finished_at=now, wake_at=None
-    )
+def _finish_run(run: ProcessRun, status: RunStatus, reason: str, now: datetime) -> bool:
+    """End the run, unless one of its attempts is active after all (then False)."""
+    active = TaskRun.objects.filter(run=OuterRef("pk"), status__in=_ACTIVE)
+    if not (
+        ProcessRun.objects.filter(pk=run.pk, status=RunStatus.RUNNING)
+        .exclude(Exists(active))
+        .update(status=status, reason=reason, finished_at=now, wake_at=None)
+    ):
+        return False
     run.status, run.reason, run.finished_at, run.wake_at = status, reason, now, None
     log.info("%s run %s: %s (%s)", run.snapshot["process"]["name"], run.pk, status, reason)
-    # Continuous schedules count their gap from the end of the previous run.
-    gap = (
-        ProcessDefinition.objects.filter(
-            pk=run.definition_id, schedule_kind=ScheduleKind.CONTINUOUS
-        )
-        .values_list("min_gap_seconds", flat=True)
-        .first()
-    )
-    if gap is not None:
-        ProcessDefinition.objects.filter(pk=run.definition_id).update(
-            next_fire_at=next_continuous(now, timedelta(seconds=gap), now)
-        )
-    dispatch.after_commit(dispatch.START_QUEUED, run.definition_id)
+    # Queued runs and continuous schedules wait for this one; deciding for them locks the
+    # definition, which must not happen under this run's lock.
+    dispatch.after_commit(dispatch.SETTLE, run.definition_id)
+    return True
 
 
 def request_kill(run_id: int, *, user: User | None = None, reason: str = "killed") -> bool:
@@ -258,10 +389,14 @@ def request_kill(run_id: int, *, user: User | None = None, reason: str = "killed
             return False
         run = ProcessRun.objects.get(pk=run_id)
         TaskEvent.objects.create(run=run, kind="kill_requested", message=reason, actor=user)
-        # A queued run never started: it ends at once. A running one stops via the engine.
-        ProcessRun.objects.filter(pk=run_id, status=RunStatus.QUEUED).update(
+        # A queued run never started: it ends at once (with a queued retry's new round).
+        # A running one stops via the engine.
+        if ProcessRun.objects.filter(pk=run_id, status=RunStatus.QUEUED).update(
             status=RunStatus.KILLED, reason=reason, finished_at=now
-        )
+        ):
+            run.task_runs.filter(status__in=_PENDING).update(
+                status=AttemptStatus.KILLED, reason=reason, finished_at=now
+            )
         advance_run(run_id, now)
     return True
 
@@ -270,7 +405,6 @@ def retry_failed_tasks(run_id: int, *, user: User | None = None) -> list[str]:
     """Rerun a finished run's failed tasks and everything downstream; keep its successes."""
     now = timezone.now()
     with transaction.atomic():
-        # Definition, then run: the lock order trigger_run uses, so the two never deadlock.
         run = ProcessRun.objects.get(pk=run_id)
         definition = ProcessDefinition.objects.select_for_update().get(pk=run.definition_id)
         run = ProcessRun.objects.select_for_update().get(pk=run_id)
@@ -279,16 +413,12 @@ def retry_failed_tasks(run_id: int, *, user: User | None = None) -> list[str]:
                 f"run {run.pk} is {run.status}; only failed or killed runs can be retried"
             )
         # A retried run becomes active again, so the overlap policy has its say.
-        others = list(
-            definition.runs.filter(status__in=ACTIVE_RUN)
-            .order_by("id")
-            .values_list("pk", flat=True)
+        decision = engine.decide_overlap(
+            OverlapPolicy(definition.overlap), _active_runs(definition)
         )
-        decision = engine.decide_overlap(OverlapPolicy(definition.overlap), others)
-        if decision.start != RunStatus.RUNNING:
+        if decision.start == RunStatus.SKIPPED:
             raise TriggerError(f"run {run.pk} cannot be retried now: {decision.reason}")
-        for replaced_id in decision.replace:
-            request_kill(replaced_id, user=user, reason=f"replaced by the retry of run {run.pk}")
+        status = decision.start
         state = run_state(run, [stored.attempt for stored in load_attempts(run)])
         names = engine.rerun_tasks(state)
         next_round = max(a.round for a in state.attempts) + 1
@@ -303,19 +433,25 @@ def retry_failed_tasks(run_id: int, *, user: User | None = None) -> list[str]:
             )
             for name in names
         )
+        # The run starts over: its clock (and so a run time limit) counts from now.
         ProcessRun.objects.filter(pk=run.pk).update(
-            status=RunStatus.RUNNING,
+            status=status,
+            started_at=now if status == RunStatus.RUNNING else None,
             finished_at=None,
             kill_requested_at=None,
             kill_requested_by=None,
-            reason="",
+            reason="" if status == RunStatus.RUNNING else decision.reason,
         )
-        run.status, run.kill_requested_at = RunStatus.RUNNING, None
+        run.status, run.kill_requested_at, run.started_at = status, None, now
         who = f" by {user.get_username()}" if user else ""
         TaskEvent.objects.create(
             run=run, kind="retry", message=f"retrying {', '.join(names)}{who}", actor=user
         )
-        _advance_locked(run, now)
+        _replace(decision.replace, user, f"replaced by the retry of run {run.pk}")
+        if status == RunStatus.RUNNING:
+            _advance_locked(run, now)
+        else:
+            _start_next_queued(definition)
     return names
 
 
@@ -356,15 +492,23 @@ class Outcome:
     ended_at: datetime | None = None  # when the executor saw it end; default: now
 
 
-def record_outcomes(outcomes: Sequence[Outcome]) -> None:
-    """Finish attempts and advance their runs, one transaction per run."""
+def record_outcomes(outcomes: Sequence[Outcome], *, continue_locally: bool = False) -> list[int]:
+    """Finish attempts and advance their runs, one transaction per run.
+
+    With ``continue_locally`` the local attempts this makes READY are not sent to the broker
+    but returned, committed, for the caller to submit itself (the local runtime does, saving
+    a broker round trip per hand-off); otherwise the list is empty.
+    """
     by_run: dict[int, list[Outcome]] = defaultdict(list)
     for outcome in outcomes:
         by_run[outcome.run_id].append(outcome)
+    local_ready: list[int] = []
     for run_id, items in by_run.items():
         with transaction.atomic():
             now = timezone.now()
-            run = ProcessRun.objects.select_for_update().get(pk=run_id)
+            run = ProcessRun.objects.select_for_update().filter(pk=run_id).first()
+            if run is None:
+                continue  # deleted meanwhile: nothing is left to record on
             # One read serves both finishing the attempts and the engine's next step.
             stored = {s.attempt.id: s for s in load_attempts(run)}
             events: list[TaskEvent] = []
@@ -377,9 +521,16 @@ def record_outcomes(outcomes: Sequence[Outcome]) -> None:
                         attempt=finished
                     )
             if run.status == RunStatus.RUNNING:
-                _advance_locked(run, now, events, [s.attempt for s in stored.values()])
+                _advance_locked(
+                    run,
+                    now,
+                    events,
+                    [s.attempt for s in stored.values()],
+                    local_ready if continue_locally else None,
+                )
             else:
                 TaskEvent.objects.bulk_create(events)
+    return local_ready
 
 
 def _finish_attempt(

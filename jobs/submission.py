@@ -1,10 +1,10 @@
-"""Handing attempts to executors: claim, submit once, record; and recovery when that breaks."""
+"""Handing attempts to executors: claim, submit once, record (recovery: ``jobs/supervision.py``)."""
 
 from __future__ import annotations
 
 import json
 import logging
-from datetime import timedelta
+import socket
 
 from django.conf import settings
 from django.utils import timezone
@@ -18,6 +18,8 @@ from jobs.models import TaskRun
 from jobs.snapshot import task_entry
 
 log = logging.getLogger(__name__)
+
+HOST = socket.gethostname()
 
 
 class SubmitLater(Exception):
@@ -42,7 +44,7 @@ def submit_task_run(task_run_id: int) -> bool:
     """Claim a READY attempt and start it on its executor; False if it was not ours to take."""
     now = timezone.now()
     if not TaskRun.objects.filter(pk=task_run_id, status=AttemptStatus.READY).update(
-        status=AttemptStatus.SUBMITTING, submitting_at=now
+        status=AttemptStatus.SUBMITTING, submitting_at=now, worker_host=HOST
     ):
         return False
     task_run = TaskRun.objects.select_related("run").get(pk=task_run_id)
@@ -61,31 +63,40 @@ def submit_task_run(task_run_id: int) -> bool:
             )
         )
     except ConfigError as exc:
-        _fail(task_run, f"invalid executor config: {exc}")
+        fail_unstarted(task_run, f"invalid executor config: {exc}")
         return True
     except ExecutorError as exc:
         if exc.permanent:
-            _fail(task_run, f"could not start: {exc.message}")
+            fail_unstarted(task_run, f"could not start: {exc.message}")
             return True
-        TaskRun.objects.filter(pk=task_run.pk, status=AttemptStatus.SUBMITTING).update(
-            status=AttemptStatus.READY
-        )
-        raise SubmitLater(exc.message) from exc
-    _after_submit(task_run, executor.runs_on_submit, submission.external_id, submission.log_ref)
+        if TaskRun.objects.filter(
+            pk=task_run.pk, status=AttemptStatus.SUBMITTING, terminate_requested_at__isnull=True
+        ).update(status=AttemptStatus.READY):
+            raise SubmitLater(exc.message) from exc
+        # A stop was asked while we tried: nothing started, so the attempt ends here (as
+        # its stop request says) instead of going back to READY with nobody to cancel it.
+        fail_unstarted(task_run, f"not started: {exc.message}")
+        return True
+    after_submit(task_run, executor.runs_on_submit, submission.external_id, submission.log_ref)
     return True
 
 
-def _fail(task_run: TaskRun, reason: str) -> None:
+def fail_unstarted(task_run: TaskRun, reason: str) -> None:
     """End an attempt that never started (the engine retries it per the task's policy)."""
     orchestrator.record_outcomes([orchestrator.Outcome(task_run.pk, task_run.run_id, None, reason)])
 
 
-def _after_submit(task_run: TaskRun, running: bool, external_id: str, log_ref: str) -> None:
-    # A kill may have been asked while the executor call was in flight.
+def after_submit(task_run: TaskRun, running: bool, external_id: str, log_ref: str) -> None:
+    """Record a submission, then stop it at once if a stop was asked meanwhile."""
     if orchestrator.record_submission(task_run.pk, external_id, log_ref, running=running):
         terminate_task_run(task_run.pk)
-    elif running and task_entry(task_run.run.snapshot, task_run.task_name)["time_limit_s"]:
+    elif running and _has_time_limit(task_run):
         orchestrator.advance_run(task_run.run_id)  # the engine sets the run's wake-up time
+
+
+def _has_time_limit(task_run: TaskRun) -> bool:
+    # "is not None": a limit of 0 is a limit (the attempt is stopped at once).
+    return task_entry(task_run.run.snapshot, task_run.task_name)["time_limit_s"] is not None
 
 
 def terminate_task_run(task_run_id: int) -> None:
@@ -98,26 +109,5 @@ def terminate_task_run(task_run_id: int) -> None:
     try:
         executor_for(task_run.executor).terminate(task_run.external_id, task_run.reason)
     except ExecutorError as exc:
-        # E.g. a local process on another host: its owner sees the request on its next tick.
+        # E.g. a local process of another worker: its owner sees the request on its next tick.
         log.info("terminate %s deferred: %s", task_run.external_id, exc.message)
-
-
-def recover_stuck_submissions() -> int:
-    """Attempts left in SUBMITTING by a dead worker: adopt the job if it started, else fail it."""
-    cutoff = timezone.now() - timedelta(seconds=settings.SUNDIAL_SUBMIT_STUCK_AFTER_S)
-    recovered = 0
-    for task_run in TaskRun.objects.select_related("run").filter(
-        status=AttemptStatus.SUBMITTING, submitting_at__lt=cutoff
-    ):
-        try:
-            executor = executor_for(task_run.executor)
-            found = executor.find(task_run.idempotency_key)
-        except ExecutorError as exc:
-            log.warning("cannot look up %s: %s", task_run.idempotency_key, exc.message)
-            continue
-        if found is not None:
-            _after_submit(task_run, executor.runs_on_submit, found.external_id, found.log_ref)
-        else:
-            _fail(task_run, "lost while submitting (its worker stopped)")
-        recovered += 1
-    return recovered

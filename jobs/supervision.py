@@ -19,8 +19,9 @@ from executors.base import ExecutorError, State, Status
 from jobs import dispatch, orchestrator
 from jobs.engine import AttemptStatus, RunStatus
 from jobs.executors import executor_for
-from jobs.models import ProcessRun, TaskRun
-from jobs.submission import recover_stuck_submissions
+from jobs.local_runtime import local_runtime
+from jobs.models import ProcessDefinition, ProcessRun, ScheduleKind, TaskEvent, TaskRun
+from jobs.submission import HOST, after_submit, fail_unstarted
 
 log = logging.getLogger(__name__)
 
@@ -39,29 +40,46 @@ def advance_due_runs() -> int:
     return len(due)
 
 
-def fail_lost_local_attempts() -> int:
-    """Local attempts whose heartbeat stopped (their worker died) end as failed, then retry."""
-    cutoff = timezone.now() - timedelta(seconds=settings.SUNDIAL_LOST_AFTER_S)
+def stop_lost_local_attempts() -> int:
+    """Local attempts whose heartbeat stopped (their worker died): stop the orphan, then fail.
+
+    An attempt ends only once its process is known to be gone, so its retry never runs beside
+    it: an orphan on this host is stopped here (SIGTERM, grace, SIGKILL) and its attempt ends
+    when the process has; one on another host is left to a sweep on that host, and given up
+    on (saying so) after SUNDIAL_ORPHAN_UNREACHABLE_AFTER_S.
+    """
+    now = timezone.now()
+    cutoff = now - timedelta(seconds=settings.SUNDIAL_LOST_AFTER_S)
     lost = list(
         TaskRun.objects.filter(
             executor="local", status__in=[AttemptStatus.SUBMITTED, AttemptStatus.RUNNING]
         )
         .filter(Q(heartbeat_at__lt=cutoff) | Q(heartbeat_at__isnull=True, submitted_at__lt=cutoff))
-        .values_list("pk", "run_id", "heartbeat_at", "external_id")
+        .values_list("pk", "run_id", "heartbeat_at", "external_id", "worker_host")
     )
     if not lost:
         return 0
-    local = executor_for("local")
-    for *_, external_id in lost:
-        # The process may outlive its worker (it has its own session): stop it if it runs
-        # on this host; elsewhere it cannot be reached, and the retry proceeds regardless.
-        try:
-            local.terminate(external_id, "its worker stopped")
-        except ExecutorError as exc:
-            log.info("lost process %s left alone: %s", external_id, exc.message)
-    orchestrator.record_outcomes(
-        [orchestrator.Outcome(pk, run_id, None, _lost_note(beat)) for pk, run_id, beat, _ in lost]
-    )
+    local = local_runtime()
+    give_up = cutoff - timedelta(seconds=settings.SUNDIAL_ORPHAN_UNREACHABLE_AFTER_S)
+    unreachable = []
+    for pk, run_id, heartbeat, external_id, host in lost:
+        note = _lost_note(heartbeat)
+        # Said at once, so the page reads "stopping: lost: ..." while the process is stopped.
+        if orchestrator.request_stop(pk, AttemptStatus.FAILED, note, now):
+            TaskEvent.objects.create(run_id=run_id, task_run_id=pk, kind="lost", message=note)
+        if local.runs_here(external_id):
+            local.stop_orphan(pk, run_id, external_id, note)
+        elif heartbeat is None or heartbeat < give_up:
+            unreachable.append(
+                orchestrator.Outcome(
+                    pk,
+                    run_id,
+                    None,
+                    f"its process on host {host or '?'} could not be stopped from here"
+                    " and may still be running",
+                )
+            )
+    orchestrator.record_outcomes(unreachable)
     return len(lost)
 
 
@@ -70,14 +88,63 @@ def _lost_note(heartbeat: datetime | None) -> str:
     return f"lost: no heartbeat {since} (its worker stopped)"
 
 
+def recover_stuck_submissions() -> int:
+    """Attempts left in SUBMITTING by a dead worker: adopt the job if it started, else fail it.
+
+    A local process found that way has nobody to report its exit, so it is taken as lost
+    (and so stopped before its attempt ends); it is looked up only on its worker's host.
+    """
+    now = timezone.now()
+    cutoff = now - timedelta(seconds=settings.SUNDIAL_SUBMIT_STUCK_AFTER_S)
+    give_up = cutoff - timedelta(seconds=settings.SUNDIAL_ORPHAN_UNREACHABLE_AFTER_S)
+    recovered = 0
+    for task_run in TaskRun.objects.select_related("run").filter(
+        status=AttemptStatus.SUBMITTING, submitting_at__lt=cutoff
+    ):
+        try:
+            executor = executor_for(task_run.executor)
+            # (An attempt claimed before hosts were recorded has none: it is looked up here.)
+            elsewhere = executor.runs_on_submit and task_run.worker_host not in ("", HOST)
+            found = None if elsewhere else executor.find(task_run.idempotency_key)
+        except ExecutorError as exc:
+            log.warning("cannot look up %s: %s", task_run.idempotency_key, exc.message)
+            continue
+        if elsewhere:
+            if task_run.submitting_at is None or task_run.submitting_at < give_up:
+                fail_unstarted(
+                    task_run,
+                    f"lost while submitting on host {task_run.worker_host} (its worker stopped);"
+                    " a process it may have started there could not be checked",
+                )
+                recovered += 1
+            continue  # a sweep on that host looks first
+        if found is None:
+            fail_unstarted(task_run, "lost while submitting (its worker stopped)")
+        elif executor.runs_on_submit:
+            # Recorded as running with its last sign of life, so the lost-attempt sweep
+            # below stops it and fails the attempt once it is gone.
+            TaskRun.objects.filter(pk=task_run.pk, status=AttemptStatus.SUBMITTING).update(
+                status=AttemptStatus.RUNNING,
+                external_id=found.external_id,
+                log_ref=found.log_ref,
+                submitted_at=task_run.submitting_at,
+                started_at=task_run.submitting_at,
+                heartbeat_at=task_run.submitting_at,
+            )
+        else:
+            after_submit(task_run, False, found.external_id, found.log_ref)
+        recovered += 1
+    return recovered
+
+
 def sweep() -> int:
-    return advance_due_runs() + fail_lost_local_attempts()
+    return advance_due_runs() + stop_lost_local_attempts()
 
 
 def reconcile() -> int:
     """Re-enqueue what the database says is due, in case its message was lost."""
     now = timezone.now()
-    count = recover_stuck_submissions()
+    count = recover_stuck_submissions() + stop_lost_local_attempts()
     # The engine marks an attempt READY only once its backoff has passed: all are due.
     for task_run_id in TaskRun.objects.filter(status=AttemptStatus.READY).values_list(
         "pk", flat=True
@@ -86,12 +153,14 @@ def reconcile() -> int:
         count += 1
     for run_id in ProcessRun.objects.filter(status=RunStatus.RUNNING).values_list("pk", flat=True):
         orchestrator.advance_run(run_id, now)
-    for definition_id in (
-        ProcessRun.objects.filter(status=RunStatus.QUEUED)
-        .values_list("definition_id", flat=True)
-        .distinct()
-    ):
-        if orchestrator.start_queued_run(definition_id):
+    # Definitions waiting on a finished run (queued runs, a continuous schedule's next
+    # start), in case the message that settles them was lost.
+    waiting = ProcessDefinition.objects.filter(
+        Q(runs__status=RunStatus.QUEUED)
+        | Q(schedule_kind=ScheduleKind.CONTINUOUS, next_fire_at=None, paused=False, archived=False)
+    ).distinct()
+    for definition_id in waiting.values_list("pk", flat=True):
+        if orchestrator.settle_definition(definition_id):
             count += 1
     return count
 

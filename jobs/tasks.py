@@ -3,8 +3,10 @@
 from __future__ import annotations
 
 from celery import shared_task
+from celery.signals import worker_shutdown
 
 from jobs import cron, orchestrator, submission, supervision
+from jobs.local_runtime import shutdown_local_runtime
 
 # Tasks are acknowledged after they run (CELERY_TASK_ACKS_LATE), so a worker killed
 # mid-task leaves its message to be redelivered; every task below tolerates repeats.
@@ -20,9 +22,9 @@ def advance_run(run_id: int) -> None:
     orchestrator.advance_run(run_id)
 
 
-@shared_task(name="jobs.tasks.start_queued_run")
-def start_queued_run(definition_id: int) -> None:
-    orchestrator.start_queued_run(definition_id)
+@shared_task(name="jobs.tasks.settle_definition")
+def settle_definition(definition_id: int) -> None:
+    orchestrator.settle_definition(definition_id)
 
 
 @shared_task(
@@ -54,3 +56,9 @@ def sweep() -> int:
 @shared_task(name="jobs.tasks.reconcile")
 def reconcile() -> int:
     return supervision.reconcile()
+
+
+# A worker that stops (Ctrl-C, SIGTERM) stops its local processes and records how each
+# ended, instead of leaving them to run unsupervised. Celery sends this after the tasks in
+# flight have finished. weak=False: the receiver is a module function that must stay.
+worker_shutdown.connect(shutdown_local_runtime, weak=False)

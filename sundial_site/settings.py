@@ -137,6 +137,13 @@ SUNDIAL_HEARTBEAT_INTERVAL_S = env_float("SUNDIAL_HEARTBEAT_INTERVAL_S", 5.0, mi
 SUNDIAL_LOST_AFTER_S = env_float("SUNDIAL_LOST_AFTER_S", 60.0, minimum=1.0)
 # A submission stuck in "submitting" this long is recovered by the reconciler.
 SUNDIAL_SUBMIT_STUCK_AFTER_S = env_float("SUNDIAL_SUBMIT_STUCK_AFTER_S", 60.0, minimum=1.0)
+# An orphaned local process on another host that no worker there has stopped this long after
+# it was found lost is given up on: its attempt fails (saying so) and the retry proceeds.
+SUNDIAL_ORPHAN_UNREACHABLE_AFTER_S = env_float(
+    "SUNDIAL_ORPHAN_UNREACHABLE_AFTER_S", 60.0, minimum=1.0
+)
+# A stopping worker gives its local processes at most this long between SIGTERM and SIGKILL.
+SUNDIAL_SHUTDOWN_GRACE_S = env_float("SUNDIAL_SHUTDOWN_GRACE_S", 10.0)
 # A cron fire time counts as "on time" when the tick is at most this late.
 SUNDIAL_MISFIRE_GRACE_S = env_float("SUNDIAL_MISFIRE_GRACE_S", 60.0, minimum=1.0)
 

@@ -73,7 +73,7 @@ def test_a_successor_the_exiting_thread_cannot_submit_goes_through_the_broker(wo
             raise submission.SubmitLater("fork failed: resource temporarily unavailable")
         return submission.submit_task_run(task_run_id)
 
-    monkeypatch.setattr(local_runtime, "submit_task_run", refuse_once)
+    monkeypatch.setattr(local_runtime.local_runtime(), "submit_ready", refuse_once)
     process = make_process("handover", {"a": {}, "b": {"requires": ["a"]}})
     run = trigger_run(process, Trigger.API)
 

@@ -18,10 +18,20 @@ def test_no_active_run_always_starts(policy):
         (P.ALLOW, [12], OverlapDecision(R.RUNNING, (), "allowed alongside run 12")),
         (P.SKIP, [12], OverlapDecision(R.SKIPPED, (), "skipped: run 12 is still active")),
         (P.QUEUE, [12], OverlapDecision(R.QUEUED, (), "queued behind run 12")),
-        (P.REPLACE, [12], OverlapDecision(R.RUNNING, (12,), "replaces run 12")),
+        (
+            P.REPLACE,
+            [12],
+            OverlapDecision(R.QUEUED, (12,), "replaces run 12; starts once it has stopped"),
+        ),
         (P.SKIP, [13, 12], OverlapDecision(R.SKIPPED, (), "skipped: runs 12, 13 are still active")),
         (P.QUEUE, [13, 12, 13], OverlapDecision(R.QUEUED, (), "queued behind runs 12, 13")),
-        (P.REPLACE, [13, 12], OverlapDecision(R.RUNNING, (12, 13), "replaces runs 12, 13")),
+        (
+            P.REPLACE,
+            [13, 12],
+            OverlapDecision(
+                R.QUEUED, (12, 13), "replaces runs 12, 13; starts once they have stopped"
+            ),
+        ),
     ],
 )
 def test_policies(policy, active, expected):

@@ -82,7 +82,8 @@ def test_zero_grace_kills_at_once(executor, exits):
 def test_terminate_a_process_of_another_executor(make_executor, exits, monkeypatch):
     monkeypatch.setattr(executors.local, "_DEFAULT_GRACE_S", 0.3)
     owner = make_executor(exits)
-    other = make_executor()
+    ended: list[tuple[str, object]] = []
+    other = make_executor(ended.extend)
     plain = owner.submit(make_launch(command=["sleep", "60"]))
     stubborn = owner.submit(make_launch(shell="trap '' TERM; sleep 60 & echo $!; wait"))
     grandchild = _pid_printed(owner, stubborn.log_ref)
@@ -93,7 +94,12 @@ def test_terminate_a_process_of_another_executor(make_executor, exits, monkeypat
     assert exits.wait_for(stubborn.external_id).exit_code == -9
     wait_until(lambda: not is_alive(grandchild), timeout=2)
     wait_until(lambda: not other._targets)
-    other.terminate(plain.external_id, "gone")  # a no-op
+    # The stopper hears of each end too, without an exit code (only the parent can read it).
+    assert sorted((eid, st.exit_code, st.reason) for eid, st in ended) == sorted(
+        [(plain.external_id, None, "orphan"), (stubborn.external_id, None, "orphan")]
+    )
+    other.terminate(plain.external_id, "gone")  # gone already: its end is reported at once
+    assert ended[-1][0] == plain.external_id
 
 
 def test_a_reused_pid_is_never_signalled(make_executor, exits):

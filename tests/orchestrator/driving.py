@@ -6,6 +6,7 @@ import time
 
 from jobs.engine import FINAL_RUN, AttemptStatus
 from jobs.models import ProcessRun, TaskRun
+from jobs.orchestrator import settle_definition
 from jobs.submission import submit_task_run
 from jobs.supervision import advance_due_runs
 
@@ -26,6 +27,8 @@ def drive(run: ProcessRun, timeout: float = 20.0) -> ProcessRun:
 
     def finished():
         """the run to finish"""
+        # What a worker does with the message a run's end sends: a queued run starts.
+        settle_definition(run.definition_id)
         advance_due_runs()
         for pk in TaskRun.objects.filter(run=run, status=AttemptStatus.READY).values_list(
             "pk", flat=True
@@ -35,6 +38,7 @@ def drive(run: ProcessRun, timeout: float = 20.0) -> ProcessRun:
         return run.status in FINAL_RUN
 
     wait_for(finished, timeout)
+    settle_definition(run.definition_id)
     return run
 
 

@@ -8,7 +8,7 @@ from django.db import connection
 
 from jobs.cron import _fire, reschedule, schedule_tick
 from jobs.models import ProcessDefinition, ProcessRun, Trigger
-from jobs.orchestrator import AlreadyScheduled, trigger_run
+from jobs.orchestrator import AlreadyScheduled, settle_definition, trigger_run
 from tests.conftest import make_process
 from tests.orchestrator.driving import drive
 
@@ -110,6 +110,7 @@ def test_continuous_schedule_waits_for_the_run_and_then_the_gap():
     process.refresh_from_db()
     assert process.next_fire_at is None, "no next run while this one is active"
     run = drive(ProcessRun.objects.get())
+    settle_definition(process.pk)  # what the worker does with the message the run's end sent
     process.refresh_from_db()
     assert process.next_fire_at == run.finished_at + timedelta(seconds=30)
 

@@ -1,5 +1,6 @@
 """The database is the source of truth: lost processes, lost messages, crashed submits."""
 
+import socket
 import subprocess
 from datetime import timedelta
 
@@ -8,7 +9,7 @@ from django.utils import timezone
 
 from jobs.models import TaskRun, Trigger
 from jobs.orchestrator import trigger_run
-from jobs.supervision import fail_lost_local_attempts, reconcile
+from jobs.supervision import reconcile, stop_lost_local_attempts
 from tests.conftest import make_process
 from tests.orchestrator.driving import attempts, drive, wait_for
 
@@ -17,22 +18,44 @@ pytestmark = pytest.mark.django_db(transaction=True)
 RETRYING = {"max_attempts": 2, "retry_initial_delay_s": 0, "retry_jitter": 0}
 
 
+def _as_left_by_a_dead_worker(job: TaskRun, external_id: str, settings) -> None:
+    """Running, its heartbeat stopped long ago: what a SIGKILLed worker leaves behind."""
+    long_ago = timezone.now() - timedelta(seconds=settings.SUNDIAL_LOST_AFTER_S + 5)
+    TaskRun.objects.filter(pk=job.pk).update(
+        status="running", external_id=external_id, started_at=long_ago, heartbeat_at=long_ago
+    )
+
+
 def test_a_process_whose_worker_died_is_failed_by_its_stale_heartbeat_and_retried(settings):
     process = make_process("lost", {"job": RETRYING})
     run = trigger_run(process, Trigger.MANUAL)
     job = run.task_runs.get()
-    # As the worker left it when it was SIGKILLed: running, heartbeat long stopped.
-    long_ago = timezone.now() - timedelta(seconds=settings.SUNDIAL_LOST_AFTER_S + 5)
-    TaskRun.objects.filter(pk=job.pk).update(
-        status="running", external_id="gone-host:1:1", started_at=long_ago, heartbeat_at=long_ago
-    )
-    assert fail_lost_local_attempts() == 1
-    assert fail_lost_local_attempts() == 0, "a second sweep finds nothing more"
-    job.refresh_from_db()
-    assert job.status == "failed" and job.reason.startswith("lost: no heartbeat since")
+    # On this host, and gone already (no such pid): known stopped, so it ends at once.
+    _as_left_by_a_dead_worker(job, f"{socket.gethostname()}:{2**22 + 1}:1", settings)
+    assert stop_lost_local_attempts() == 1
+    job = wait_for(lambda: TaskRun.objects.filter(pk=job.pk, status="failed").first())
+    assert job.reason.startswith("lost: no heartbeat since")
+    assert stop_lost_local_attempts() == 0, "a second sweep finds nothing more"
     run = drive(run)
     assert run.status == "succeeded"
     assert attempts(run) == [("job", 1, "failed"), ("job", 2, "succeeded")]
+
+
+def test_an_orphan_on_another_host_is_given_up_on_only_after_the_unreachable_window(settings):
+    process = make_process("far", {"job": RETRYING})
+    run = trigger_run(process, Trigger.MANUAL)
+    job = run.task_runs.get()
+    _as_left_by_a_dead_worker(job, "another-host:4242:1", settings)
+    assert stop_lost_local_attempts() == 1
+    job.refresh_from_db()
+    assert job.status == "running", "a sweep on its own host may still stop it"
+    assert job.reason.startswith("lost: no heartbeat"), "the page says why it is stopping"
+
+    settings.SUNDIAL_ORPHAN_UNREACHABLE_AFTER_S = 1
+    stop_lost_local_attempts()
+    job.refresh_from_db()
+    assert job.status == "failed"
+    assert "could not be stopped from here and may still be running" in job.reason
 
 
 def test_a_fresh_heartbeat_is_not_lost(settings):
@@ -41,7 +64,7 @@ def test_a_fresh_heartbeat_is_not_lost(settings):
     TaskRun.objects.filter(run=run).update(
         status="running", external_id="h:1:1", heartbeat_at=timezone.now()
     )
-    assert fail_lost_local_attempts() == 0
+    assert stop_lost_local_attempts() == 0
 
 
 def test_worker_killed_mid_submit_is_recovered_without_running_twice(settings, tmp_path):
@@ -50,7 +73,9 @@ def test_worker_killed_mid_submit_is_recovered_without_running_twice(settings, t
     run = trigger_run(process, Trigger.MANUAL)
     job = run.task_runs.get()
     stuck_since = timezone.now() - timedelta(seconds=settings.SUNDIAL_SUBMIT_STUCK_AFTER_S + 1)
-    TaskRun.objects.filter(pk=job.pk).update(status="submitting", submitting_at=stuck_since)
+    TaskRun.objects.filter(pk=job.pk).update(
+        status="submitting", submitting_at=stuck_since, worker_host=socket.gethostname()
+    )
     # The dead worker had spawned the process: an orphan carrying the attempt's key.
     orphan = subprocess.Popen(
         ["sleep", "60"],
@@ -59,8 +84,8 @@ def test_worker_killed_mid_submit_is_recovered_without_running_twice(settings, t
     )
     assert reconcile() >= 1
     assert wait_for(lambda: orphan.poll() is not None), "the unsupervisable orphan is stopped"
-    job.refresh_from_db()
-    assert job.status == "failed" and "lost while submitting" in job.reason
+    job = wait_for(lambda: TaskRun.objects.filter(pk=job.pk, status="failed").first())
+    assert job.reason.startswith("lost: no heartbeat"), job.reason
     run = drive(run)
     assert attempts(run) == [("job", 1, "failed"), ("job", 2, "succeeded")]
 

@@ -7,9 +7,10 @@ from jobs.orchestrator import (
     TriggerError,
     request_kill,
     retry_failed_tasks,
-    start_queued_run,
+    settle_definition,
     trigger_run,
 )
+from jobs.submission import submit_task_run
 from tests.conftest import make_process
 from tests.orchestrator.driving import attempts, drive
 
@@ -43,12 +44,12 @@ def test_queue_policy_starts_the_next_run_when_the_active_one_ends(admin_user):
     first = trigger_run(process, Trigger.MANUAL)
     second = trigger_run(process, Trigger.API)
     assert second.status == "queued"
-    assert start_queued_run(process.pk) is None, "nothing starts while the first runs"
+    assert settle_definition(process.pk) is None, "nothing starts while the first runs"
     request_kill(first.pk, user=admin_user)
-    drive(first)
-    assert start_queued_run(process.pk).pk == second.pk
+    drive(first)  # delivers the message the first run's end sends, as a worker would
     second.refresh_from_db()
     assert second.status == "running"
+    assert second.events.filter(kind="started").exists()
 
 
 def test_replace_policy_kills_the_active_run():
@@ -61,6 +62,31 @@ def test_replace_policy_kills_the_active_run():
     assert first.events.filter(
         kind="kill_requested", message=f"replaced by run {second.pk}"
     ).exists()
+
+
+def test_replace_waits_until_the_replaced_process_has_stopped(tmp_path):
+    """A replaced task in its kill grace still runs: its successor must not start beside it."""
+    stopped = tmp_path / "stopped"
+    stubborn = {
+        "config": {
+            "shell": f"trap 'sleep 1; touch {stopped}; exit 0' TERM; sleep 60 & wait",
+            "kill_grace_s": 5,
+        }
+    }
+    process = make_process("replace-grace", {"work": stubborn}, overlap="replace")
+    first = trigger_run(process, Trigger.MANUAL)
+    assert submit_task_run(first.task_runs.get().pk)
+    second = trigger_run(process, Trigger.MANUAL)
+    assert second.status == "queued"
+    assert second.reason == f"replaces run {first.pk}; starts once it has stopped"
+    assert not second.task_runs.exists(), "nothing of the new run exists before the old stops"
+    first = drive(first)
+    assert stopped.exists(), "the old task finished its grace"
+    second.refresh_from_db()
+    assert second.status == "running"
+    assert first.finished_at <= second.started_at
+    request_kill(second.pk)
+    drive(second)
 
 
 def test_allow_policy_runs_side_by_side():
@@ -108,20 +134,24 @@ def test_retry_failed_tasks_keeps_successes_and_reruns_the_failure_and_its_downs
 
 
 @pytest.mark.parametrize(
-    ("policy", "refused"), [("skip", True), ("queue", True), ("replace", False), ("allow", False)]
+    ("policy", "after_retry"),
+    [("skip", None), ("queue", "queued"), ("replace", "queued"), ("allow", "running")],
 )
-def test_retrying_a_run_obeys_the_overlap_policy(policy, refused):
+def test_retrying_a_run_obeys_the_overlap_policy(policy, after_retry):
     process = make_process(f"retry-{policy}", SLEEPER, overlap="allow")
     killed = trigger_run(process, Trigger.MANUAL)
     request_kill(killed.pk)
     drive(killed)
     active = trigger_run(process, Trigger.MANUAL)
+    assert submit_task_run(active.task_runs.get().pk), "a process runs, so it takes time to stop"
     ProcessDefinition.objects.filter(pk=process.pk).update(overlap=policy)
-    if refused:
+    if after_retry is None:
         with pytest.raises(TriggerError, match=f"cannot be retried now: .*run {active.pk}"):
             retry_failed_tasks(killed.pk)
     else:
         assert retry_failed_tasks(killed.pk) == ["sleepy"]
+        killed.refresh_from_db()
+        assert killed.status == after_retry, "replace, too, waits until the other has stopped"
         active.refresh_from_db()
         assert (active.kill_requested_at is not None) == (policy == "replace")
     for run in (killed, active):
