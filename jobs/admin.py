@@ -96,6 +96,7 @@ class ProcessDefinitionAdmin(admin.ModelAdmin):
                     "min_gap_seconds",
                     ("catch_up", "catch_up_window_seconds"),
                     "overlap",
+                    "run_time_limit_s",
                     "paused",
                 ]
             },

@@ -38,6 +38,7 @@ class ProcessDefinitionForm(forms.ModelForm):
             "catch_up",
             "catch_up_window_seconds",
             "overlap",
+            "run_time_limit_s",
             "paused",
             "archived",
         ]

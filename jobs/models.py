@@ -59,6 +59,12 @@ class ProcessDefinition(models.Model):
         default=OverlapPolicy.SKIP,
         help_text="When a run is triggered while another is active: allow, skip, queue or replace.",
     )
+    run_time_limit_s = models.PositiveIntegerField(
+        null=True,
+        blank=True,
+        help_text="Seconds a whole run may take, counted from its start; then it is stopped"
+        " and fails. Empty: no limit.",
+    )
     next_fire_at = models.DateTimeField(null=True, blank=True, editable=False, db_index=True)
     paused = models.BooleanField(default=False)
     critical = models.BooleanField(default=False, help_text="Failures page PagerDuty.")

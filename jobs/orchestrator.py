@@ -40,6 +40,7 @@ from jobs.snapshot import (
     executor_kinds,
     load_attempts,
     run_state,
+    subset_note,
     take_snapshot,
     task_entry,
     task_spec,
@@ -71,8 +72,12 @@ def trigger_run(
     user: User | None = None,
     scheduled_for: datetime | None = None,
     parameters: dict[str, Any] | None = None,
+    only: Sequence[str] | None = None,
 ) -> ProcessRun:
-    """Start, queue or skip a run per the overlap policy (the run records which)."""
+    """Start, queue or skip a run per the overlap policy (the run records which).
+
+    ``only`` runs a subset of the process's tasks (see ``take_snapshot``).
+    """
     with transaction.atomic():
         # Locking the definition makes concurrent triggers decide overlap one at a time.
         definition = ProcessDefinition.objects.select_for_update().get(pk=definition.pk)
@@ -80,6 +85,10 @@ def trigger_run(
             raise TriggerError(f"process {definition.name!r} is archived")
         if not definition.tasks.exists():
             raise TriggerError(f"process {definition.name!r} has no tasks")
+        try:
+            snapshot = take_snapshot(definition, only)
+        except ValueError as exc:
+            raise TriggerError(f"process {definition.name!r}: {exc}") from None
         decision = engine.decide_overlap(
             OverlapPolicy(definition.overlap), _active_runs(definition)
         )
@@ -88,7 +97,7 @@ def trigger_run(
             with transaction.atomic():
                 run = ProcessRun.objects.create(
                     definition=definition,
-                    snapshot=take_snapshot(definition),
+                    snapshot=snapshot,
                     trigger=trigger,
                     triggered_by=user,
                     scheduled_for=scheduled_for,
@@ -103,9 +112,10 @@ def trigger_run(
                 raise
             raise AlreadyScheduled(f"{definition.name} at {scheduled_for}") from None
         who = f" by {user.get_username()}" if user else ""
-        TaskEvent.objects.create(
-            run=run, kind="triggered", message=f"{trigger}{who}; {decision.reason}", actor=user
+        message = "; ".join(
+            filter(None, [f"{trigger}{who}", decision.reason, subset_note(snapshot)])
         )
+        TaskEvent.objects.create(run=run, kind="triggered", message=message, actor=user)
         log.info("%s run %s: %s (%s)", definition.name, run.pk, run.status, trigger)
         _replace(decision.replace, user, f"replaced by run {run.pk}")
         if run.status == RunStatus.RUNNING:

@@ -9,14 +9,58 @@ from __future__ import annotations
 from collections.abc import Iterable, Sequence
 from typing import Any, NamedTuple
 
-from jobs.engine import Attempt, AttemptStatus, Backoff, RunState, RunStatus, TaskSpec
+from jobs.engine import (
+    Attempt,
+    AttemptStatus,
+    Backoff,
+    RunState,
+    RunStatus,
+    TaskSpec,
+    select_tasks,
+)
 from jobs.models import ProcessDefinition, ProcessRun, TaskRun
 
 SNAPSHOT_VERSION = 1
 
 
-def take_snapshot(definition: ProcessDefinition) -> dict[str, Any]:
-    """A JSON-ready copy of the definition and its tasks, edges included."""
+def take_snapshot(
+    definition: ProcessDefinition, only: Sequence[str] | None = None
+) -> dict[str, Any]:
+    """A JSON-ready copy of the definition and its tasks, edges included.
+
+    ``only`` names a subset of tasks to run: the others are left out, and so are the edges
+    to them (those upstreams count as satisfied; ``subset`` records which). ValueError,
+    worded for a person, if the names do not fit the process.
+    """
+    snapshot = _copy(definition)
+    if only is not None:
+        chosen, assumed = select_tasks([task_spec(e) for e in snapshot["tasks"]], only)
+        edges = {spec.name: spec for spec in chosen}
+        snapshot["tasks"] = [
+            {
+                **e,
+                "requires": list(edges[e["name"]].requires),
+                "after": list(edges[e["name"]].after),
+            }
+            for e in snapshot["tasks"]
+            if e["name"] in edges
+        ]
+        snapshot["subset"] = {"tasks": list(edges), "assumed_done": list(assumed)}
+    return snapshot
+
+
+def subset_note(snapshot: dict[str, Any]) -> str:
+    """What a run of a subset of tasks says about itself; "" for a whole run."""
+    subset = snapshot.get("subset")
+    if subset is None:
+        return ""
+    note = f"runs only {', '.join(subset['tasks'])}"
+    if subset["assumed_done"]:
+        note += f"; upstreams outside it count as done: {', '.join(subset['assumed_done'])}"
+    return note
+
+
+def _copy(definition: ProcessDefinition) -> dict[str, Any]:
     tasks = list(definition.tasks.prefetch_related("upstream_edges__upstream"))
     return {
         "version": SNAPSHOT_VERSION,
@@ -24,6 +68,7 @@ def take_snapshot(definition: ProcessDefinition) -> dict[str, Any]:
             "name": definition.name,
             "overlap": definition.overlap,
             "critical": definition.critical,
+            "time_limit_s": definition.run_time_limit_s,
         },
         "tasks": [
             {
@@ -137,4 +182,7 @@ def run_state(run: ProcessRun, attempts: Iterable[Attempt]) -> RunState:
         tasks=tuple(task_spec(entry) for entry in run.snapshot["tasks"]),
         attempts=tuple(attempts),
         kill_requested=run.kill_requested_at is not None,
+        started_at=run.started_at,
+        # .get: runs started before run time limits existed have none.
+        time_limit_s=run.snapshot["process"].get("time_limit_s"),
     )
