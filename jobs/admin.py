@@ -9,16 +9,19 @@ from __future__ import annotations
 from django.contrib import admin, messages
 from django.contrib.admin.utils import flatten_fieldsets
 from django.contrib.auth.admin import UserAdmin
+from django.core.exceptions import PermissionDenied
 from django.db.models import QuerySet
-from django.http import HttpRequest
+from django.http import HttpRequest, HttpResponse
+from django.shortcuts import get_object_or_404, redirect
 from django.template.loader import render_to_string
-from django.urls import reverse
+from django.template.response import TemplateResponse
+from django.urls import path, reverse
 from django.utils import timezone
 from django.utils.html import format_html
 
 from jobs.cron import reschedule
 from jobs.engine import FINAL_RUN, RunStatus, waiting_reasons
-from jobs.forms import ProcessDefinitionForm, TaskDefinitionForm, TaskFormSet
+from jobs.forms import ProcessDefinitionForm, RunForm, TaskDefinitionForm, TaskFormSet
 from jobs.models import ProcessDefinition, ProcessRun, ScheduleKind, TaskDefinition, Trigger, User
 from jobs.orchestrator import TriggerError, request_kill, retry_failed_tasks, trigger_run
 from jobs.schedule import ScheduleError, next_fire_times
@@ -145,6 +148,58 @@ class ProcessDefinitionAdmin(admin.ModelAdmin):
         super().save_model(request, obj, form, change)
         reschedule(obj)
 
+    def get_urls(self):
+        run = path(
+            "<int:object_id>/run/",
+            self.admin_site.admin_view(self.run_view),
+            name="jobs_processdefinition_run",
+        )
+        return [run, *super().get_urls()]
+
+    def run_view(self, request: HttpRequest, object_id: int) -> HttpResponse:
+        """Run a process now, all of its tasks or some, with parameters (a form page)."""
+        process = get_object_or_404(ProcessDefinition, pk=object_id)
+        if not self.has_change_permission(request, process):
+            raise PermissionDenied
+        names = list(process.tasks.values_list("name", flat=True))
+        form = RunForm(request.POST if request.method == "POST" else None, task_names=names)
+        if request.method == "POST" and form.is_valid():
+            try:
+                run = trigger_run(
+                    process,
+                    Trigger.MANUAL,
+                    user=request.user,
+                    parameters=form.cleaned_data["parameters"],
+                    only=form.only(),
+                )
+            except TriggerError as exc:
+                form.add_error(None, str(exc))
+            else:
+                self._report_run(request, process, run)
+                return redirect("admin:jobs_processrun_change", run.pk)
+        context = {
+            **self.admin_site.each_context(request),
+            "title": f"Run {process.name}",
+            "opts": self.opts,
+            "original": process,
+            "form": form,
+        }
+        return TemplateResponse(request, "admin/jobs/processdefinition/run.html", context)
+
+    def _report_run(
+        self, request: HttpRequest, process: ProcessDefinition, run: ProcessRun
+    ) -> None:
+        """Audit a manual run and tell the person what became of it, with a link."""
+        started = run.status == RunStatus.RUNNING
+        # The reason of a run that did not start says why ("queued behind run 11").
+        outcome = f"run {run.pk} started" if started else f"run {run.pk} {run.reason}"
+        self.log_change(request, process, f"Run now: {outcome}")
+        url = reverse("admin:jobs_processrun_change", args=[run.pk])
+        level = messages.SUCCESS if started else messages.WARNING
+        self.message_user(
+            request, format_html('{}: <a href="{}">{}</a>', process.name, url, outcome), level
+        )
+
     @admin.action(description="Run now", permissions=["change"])
     def run_now(self, request: HttpRequest, queryset: QuerySet[ProcessDefinition]) -> None:
         for process in queryset:
@@ -153,12 +208,7 @@ class ProcessDefinitionAdmin(admin.ModelAdmin):
             except TriggerError as exc:
                 self.message_user(request, f"{process.name}: {exc}", messages.ERROR)
                 continue
-            started = run.status == RunStatus.RUNNING
-            # The reason of a run that did not start says why ("queued behind run 11").
-            outcome = f"run {run.pk} started" if started else f"run {run.pk} {run.reason}"
-            self.log_change(request, process, f"Run now: {outcome}")
-            level = messages.SUCCESS if started else messages.WARNING
-            self.message_user(request, f"{process.name}: {outcome}", level)
+            self._report_run(request, process, run)
 
     @admin.action(description="Pause", permissions=["change"])
     def pause(self, request: HttpRequest, queryset: QuerySet[ProcessDefinition]) -> None:

@@ -230,3 +230,41 @@ class TaskFormSet(BaseInlineFormSet):
             for upstreams, required in ((requires, True), (after, False))
             for up in upstreams
         )
+
+
+class RunForm(forms.Form):
+    """Run a process now: all of its tasks or some of them, with parameters."""
+
+    tasks = forms.MultipleChoiceField(
+        widget=forms.CheckboxSelectMultiple,
+        error_messages={"required": "choose at least one task to run"},
+        help_text="Upstreams of a chosen task that are not chosen count as done.",
+    )
+    parameters = forms.CharField(
+        required=False,
+        widget=forms.Textarea(attrs={"rows": 4, "class": "vLargeTextField"}),
+        help_text='A JSON object the tasks read as SUNDIAL_PARAMETERS, e.g. {"day": "2026-12-01"}.',
+    )
+
+    def __init__(self, *args, task_names: list[str], **kwargs):
+        super().__init__(*args, **kwargs)
+        self.task_names = task_names
+        self.fields["tasks"].choices = [(name, name) for name in task_names]
+        self.fields["tasks"].initial = task_names
+
+    def clean_parameters(self) -> dict:
+        text = self.cleaned_data["parameters"].strip()
+        if not text:
+            return {}
+        try:
+            value = parse_json(text, "parameters")
+        except JsonInputError as exc:
+            raise ValidationError(str(exc)) from None
+        if not isinstance(value, dict):
+            raise ValidationError("parameters must be a JSON object")
+        return value
+
+    def only(self) -> list[str] | None:
+        """The chosen tasks, or None when all are chosen (a whole run)."""
+        chosen = self.cleaned_data["tasks"]
+        return None if set(chosen) == set(self.task_names) else chosen

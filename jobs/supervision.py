@@ -55,21 +55,21 @@ def stop_lost_local_attempts() -> int:
             executor="local", status__in=[AttemptStatus.SUBMITTED, AttemptStatus.RUNNING]
         )
         .filter(Q(heartbeat_at__lt=cutoff) | Q(heartbeat_at__isnull=True, submitted_at__lt=cutoff))
-        .values_list("pk", "run_id", "heartbeat_at", "external_id", "worker_host")
+        .values_list("pk", "run_id", "heartbeat_at", "submitted_at", "external_id", "worker_host")
     )
     if not lost:
         return 0
     local = local_runtime()
     give_up = cutoff - timedelta(seconds=settings.SUNDIAL_ORPHAN_UNREACHABLE_AFTER_S)
     unreachable = []
-    for pk, run_id, heartbeat, external_id, host in lost:
+    for pk, run_id, heartbeat, submitted, external_id, host in lost:
         note = _lost_note(heartbeat)
         # Said at once, so the page reads "stopping: lost: ..." while the process is stopped.
         if orchestrator.request_stop(pk, AttemptStatus.FAILED, note, now):
             TaskEvent.objects.create(run_id=run_id, task_run_id=pk, kind="lost", message=note)
         if local.runs_here(external_id):
             local.stop_orphan(pk, run_id, external_id, note)
-        elif heartbeat is None or heartbeat < give_up:
+        elif (heartbeat or submitted) < give_up:
             unreachable.append(
                 orchestrator.Outcome(
                     pk,
