@@ -15,6 +15,7 @@ from django.core.management.base import BaseCommand
 from jobs.models import User
 
 ADMIN = "admin"
+SHUTDOWN_MARGIN_S = 15.0
 
 
 class Command(BaseCommand):
@@ -85,9 +86,17 @@ class Command(BaseCommand):
             for child in children.values():
                 if child.poll() is None:
                     child.terminate()
-            deadline = time.monotonic() + 15
-            for child in children.values():
+            # The worker stops its local tasks (SIGTERM, at most the shutdown grace, SIGKILL)
+            # and records how they ended before it exits; killed sooner, it would leave them
+            # running unsupervised. The margin covers recording (the runtime allows 10 s) and
+            # the tasks Celery lets finish first.
+            started = time.monotonic()
+            patience = {"worker": settings.SUNDIAL_SHUTDOWN_GRACE_S + SHUTDOWN_MARGIN_S}
+            for name, child in children.items():
+                deadline = started + patience.get(name, SHUTDOWN_MARGIN_S)
                 try:
                     child.wait(timeout=max(0.1, deadline - time.monotonic()))
                 except subprocess.TimeoutExpired:
+                    self.stderr.write(f"{name} did not stop in time; killing it")
                     child.kill()
+                    child.wait()
