@@ -1,0 +1,1 @@
+"""Fault tests: the core's promises under random interleavings of races and failures."""
