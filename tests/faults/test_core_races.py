@@ -72,6 +72,7 @@ def _in_thread(name: str, call) -> tuple[threading.Thread, list]:
     return thread, outcome
 
 
+@pytest.mark.postgres  # SQLite serialises writers: a claim cannot commit inside a kill's step
 # Before: the kill's Cancel of the READY attempt changed 0 rows unnoticed and FinishRun was
 # applied anyway: a killed run whose task ran to the end, recorded "succeeded".
 def test_a_kill_that_decided_on_a_ready_attempt_stops_it_when_a_submit_claims_it_first(
