@@ -7,7 +7,10 @@ terminating, enqueueing) happen only after the deciding transaction commits.
 Lock order, everywhere: a definition's row, then a run's row, then attempt rows (attempts are
 only ever locked by the conditional UPDATEs that change them). Nothing that holds a run's
 lock touches its definition's row, so two transactions can never wait on each other in a
-circle.
+circle. Rows are locked FOR NO KEY UPDATE: PostgreSQL checks a deferred foreign key at
+commit with a KEY SHARE lock on the parent row (a run updated twice in one transaction
+checks its definition), which a plain FOR UPDATE on that parent would block, in the
+reverse order.
 """
 
 from __future__ import annotations
@@ -80,7 +83,7 @@ def trigger_run(
     """
     with transaction.atomic():
         # Locking the definition makes concurrent triggers decide overlap one at a time.
-        definition = ProcessDefinition.objects.select_for_update().get(pk=definition.pk)
+        definition = ProcessDefinition.objects.select_for_update(no_key=True).get(pk=definition.pk)
         if definition.archived:
             raise TriggerError(f"process {definition.name!r} is archived")
         if not definition.tasks.exists():
@@ -159,7 +162,11 @@ def settle_definition(definition_id: int) -> ProcessRun | None:
     Returns the run it started, if any.
     """
     with transaction.atomic():
-        definition = ProcessDefinition.objects.select_for_update().filter(pk=definition_id).first()
+        definition = (
+            ProcessDefinition.objects.select_for_update(no_key=True)
+            .filter(pk=definition_id)
+            .first()
+        )
         if definition is None:
             return None
         started = _start_next_queued(definition)
@@ -193,7 +200,7 @@ def _start_next_queued(definition: ProcessDefinition) -> ProcessRun | None:
     if definition.runs.filter(status=RunStatus.RUNNING).exists():
         return None
     run = (
-        ProcessRun.objects.select_for_update()
+        ProcessRun.objects.select_for_update(no_key=True)
         .filter(definition=definition, status=RunStatus.QUEUED)
         .order_by("id")
         .first()
@@ -216,7 +223,7 @@ def advance_run(run_id: int, now: datetime | None = None) -> None:
     with transaction.atomic():
         # A blocking lock, not skip_locked: a skipped advance could miss the change that
         # caused it (the holder may have read the run before that change committed).
-        run = ProcessRun.objects.select_for_update().filter(pk=run_id).first()
+        run = ProcessRun.objects.select_for_update(no_key=True).filter(pk=run_id).first()
         if run is not None and run.status == RunStatus.RUNNING:
             _advance_locked(run, now or timezone.now())
 
@@ -404,8 +411,18 @@ def request_kill(run_id: int, *, user: User | None = None, reason: str = "killed
         if ProcessRun.objects.filter(pk=run_id, status=RunStatus.QUEUED).update(
             status=RunStatus.KILLED, reason=reason, finished_at=now
         ):
-            run.task_runs.filter(status__in=_PENDING).update(
+            pending = list(run.task_runs.filter(status__in=_PENDING).values_list("pk", flat=True))
+            TaskRun.objects.filter(pk__in=pending, status__in=_PENDING).update(
                 status=AttemptStatus.KILLED, reason=reason, finished_at=now
+            )
+            TaskEvent.objects.bulk_create(
+                [
+                    *(
+                        TaskEvent(run=run, task_run_id=pk, kind="cancelled", message=reason)
+                        for pk in pending
+                    ),
+                    TaskEvent(run=run, kind="finished", message=f"{RunStatus.KILLED}: {reason}"),
+                ]
             )
         advance_run(run_id, now)
     return True
@@ -416,8 +433,10 @@ def retry_failed_tasks(run_id: int, *, user: User | None = None) -> list[str]:
     now = timezone.now()
     with transaction.atomic():
         run = ProcessRun.objects.get(pk=run_id)
-        definition = ProcessDefinition.objects.select_for_update().get(pk=run.definition_id)
-        run = ProcessRun.objects.select_for_update().get(pk=run_id)
+        definition = ProcessDefinition.objects.select_for_update(no_key=True).get(
+            pk=run.definition_id
+        )
+        run = ProcessRun.objects.select_for_update(no_key=True).get(pk=run_id)
         if run.status not in (RunStatus.FAILED, RunStatus.KILLED):
             raise TriggerError(
                 f"run {run.pk} is {run.status}; only failed or killed runs can be retried"
@@ -430,8 +449,12 @@ def retry_failed_tasks(run_id: int, *, user: User | None = None) -> list[str]:
             raise TriggerError(f"run {run.pk} cannot be retried now: {decision.reason}")
         status = decision.start
         state = run_state(run, [stored.attempt for stored in load_attempts(run)])
-        names = engine.rerun_tasks(state)
-        next_round = max(a.round for a in state.attempts) + 1
+        if state.attempts:
+            names = engine.rerun_tasks(state)
+            next_round = max(a.round for a in state.attempts) + 1
+        else:  # killed while queued: it never started, so all of it runs
+            names = [spec.name for spec in state.tasks]
+            next_round = 1
         kinds = executor_kinds(run.snapshot)
         TaskRun.objects.bulk_create(
             TaskRun(
@@ -516,7 +539,7 @@ def record_outcomes(outcomes: Sequence[Outcome], *, continue_locally: bool = Fal
     for run_id, items in by_run.items():
         with transaction.atomic():
             now = timezone.now()
-            run = ProcessRun.objects.select_for_update().filter(pk=run_id).first()
+            run = ProcessRun.objects.select_for_update(no_key=True).filter(pk=run_id).first()
             if run is None:
                 continue  # deleted meanwhile: nothing is left to record on
             # One read serves both finishing the attempts and the engine's next step.

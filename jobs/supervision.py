@@ -17,7 +17,7 @@ from django.utils import timezone
 
 from executors.base import ExecutorError, State, Status
 from jobs import dispatch, orchestrator
-from jobs.engine import AttemptStatus, RunStatus
+from jobs.engine import ACTIVE_ATTEMPT, AttemptStatus, RunStatus
 from jobs.executors import executor_for
 from jobs.local_runtime import local_runtime
 from jobs.models import ProcessDefinition, ProcessRun, ScheduleKind, TaskEvent, TaskRun
@@ -145,6 +145,19 @@ def reconcile() -> int:
     """Re-enqueue what the database says is due, in case its message was lost."""
     now = timezone.now()
     count = recover_stuck_submissions() + stop_lost_local_attempts()
+    # A decided stop whose message was lost (or whose executor call failed) is sent again:
+    # a remote job that escapes a kill keeps costing money. Local processes are stopped by
+    # their owner's tick, or as orphans by the sweep.
+    for task_run_id, kind in (
+        TaskRun.objects.filter(
+            status__in=list(ACTIVE_ATTEMPT), terminate_requested_at__isnull=False
+        )
+        .exclude(external_id="")
+        .values_list("pk", "executor")
+    ):
+        if not _runs_on_submit(kind):
+            dispatch.after_commit(dispatch.TERMINATE, task_run_id)
+            count += 1
     # The engine marks an attempt READY only once its backoff has passed: all are due.
     for task_run_id in TaskRun.objects.filter(status=AttemptStatus.READY).values_list(
         "pk", flat=True
@@ -163,6 +176,13 @@ def reconcile() -> int:
         if orchestrator.settle_definition(definition_id):
             count += 1
     return count
+
+
+def _runs_on_submit(kind: str) -> bool:
+    try:
+        return executor_for(kind).runs_on_submit
+    except ExecutorError:
+        return False  # unknown here: asking again costs a logged error, never a lost stop
 
 
 def poll_running() -> int:

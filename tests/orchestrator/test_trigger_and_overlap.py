@@ -157,3 +157,26 @@ def test_retrying_a_run_obeys_the_overlap_policy(policy, after_retry):
     for run in (killed, active):
         request_kill(run.pk)
         drive(run)
+
+
+def test_a_run_killed_while_queued_can_be_retried_and_says_what_it_cancelled():
+    process = make_process("queued-kill", SLEEPER, overlap="queue")
+    first = trigger_run(process, Trigger.MANUAL)
+    assert submit_task_run(first.task_runs.get().pk)
+    queued = trigger_run(process, Trigger.MANUAL)
+    request_kill(queued.pk, reason="not needed")
+    queued.refresh_from_db()
+    assert (queued.status, queued.reason) == ("killed", "not needed")
+    assert list(queued.events.values_list("kind", "message")) == [
+        ("triggered", f"manual; queued behind run {first.pk}"),
+        ("kill_requested", "not needed"),
+        ("finished", "killed: not needed"),
+    ]
+    request_kill(first.pk)
+    drive(first)
+    assert retry_failed_tasks(queued.pk) == ["sleepy"], "it never started: all of it runs"
+    queued.refresh_from_db()
+    assert queued.status == "running"
+    assert attempts(queued) == [("sleepy", 1, "ready")]
+    request_kill(queued.pk)
+    drive(queued)
