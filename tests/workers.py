@@ -146,10 +146,23 @@ def kill_group(pgid: int) -> None:
             os.kill(member, signal.SIGKILL)
 
 
-def wait_until_gone(pids: list[int], timeout: float) -> None:
+def wait_until_this_process_recorded_its_exits(timeout: float = 15.0) -> None:
+    """Wait until this process's local runtime has no process left to watch or exit to record.
+
+    For tests in which this process spawns local tasks: a database flush racing the
+    recording of an exit deadlocks. (It reads the runtime's private state: it has no public
+    notion of "idle", and this is the only place that asks.)
+    """
+    from jobs.local_runtime import local_runtime
+
+    runtime = local_runtime()
+
+    def idle() -> bool:
+        with runtime._lock:
+            return not (runtime._owned or runtime._orphans or runtime._exits or runtime._recording)
+
     deadline = time.monotonic() + timeout
-    while any(alive(pid) or group_members(pid) for pid in pids):
+    while not idle():
         if time.monotonic() > deadline:
-            left = {pid: group_members(pid) for pid in pids}
-            raise AssertionError(f"processes still alive after {timeout}s: {left}")
+            raise AssertionError(f"this process's local runtime still busy after {timeout}s")
         time.sleep(0.02)
