@@ -27,7 +27,7 @@ from collections import defaultdict
 from collections.abc import Callable, Sequence
 
 from django.conf import settings
-from django.db import close_old_connections, connection
+from django.db import close_old_connections, connection, transaction
 from django.utils import timezone
 
 from executors.base import ExecutorError, Launch, LogChunk, Status, Submission
@@ -217,8 +217,10 @@ class LocalRuntime:
     def _supervise_loop(self) -> None:
         last_heartbeat = 0.0
         while True:
+            # A tick at least as often as a heartbeat is due, or a short interval is not kept.
+            tick = min(TICK_S, settings.SUNDIAL_HEARTBEAT_INTERVAL_S)
             with self._lock:
-                if self._changed.wait_for(lambda: self._closed, timeout=TICK_S):
+                if self._changed.wait_for(lambda: self._closed, timeout=tick):
                     return
                 # Exits not recorded yet are still this worker's to answer for.
                 answering = [
@@ -232,7 +234,7 @@ class LocalRuntime:
             try:
                 close_old_connections()
                 if time.monotonic() - last_heartbeat >= settings.SUNDIAL_HEARTBEAT_INTERVAL_S:
-                    TaskRun.objects.filter(pk__in=answering).update(heartbeat_at=timezone.now())
+                    _beat(answering)
                     last_heartbeat = time.monotonic()
                 self._enforce_time_limits(runs)
                 self._carry_out_stop_requests()
@@ -259,6 +261,24 @@ class LocalRuntime:
                 self.executor.terminate(external_id, reason)
             except ExecutorError as exc:
                 log.warning("could not stop %s: %s", external_id, exc.message)
+
+
+def _beat(task_run_ids: list[int]) -> None:
+    """Record that these attempts are alive, without waiting for any row lock.
+
+    Rows locked by another transaction (the recorder finishing an attempt or marking its
+    successors ready) are skipped: waiting for them would stall every other heartbeat
+    behind one slow transaction, and two multi-row UPDATEs could deadlock. A skipped row
+    gets its heartbeat on the next tick.
+    """
+    with transaction.atomic():
+        free = (
+            TaskRun.objects.filter(pk__in=task_run_ids)
+            .order_by()  # the default ordering joins the runs, whose rows would be locked too
+            .select_for_update(skip_locked=True, no_key=True, of=("self",))
+            .values("pk")
+        )
+        TaskRun.objects.filter(pk__in=free).update(heartbeat_at=timezone.now())
 
 
 def _drop_connection() -> None:

@@ -228,7 +228,9 @@ class TaskRun(models.Model):
     heartbeat_at = models.DateTimeField(null=True, blank=True)
 
     class Meta:
-        ordering = ["run", "id"]
+        # Creation order. Not ["run", "id"]: ordering by a foreign key joins its table (and
+        # orders by that table's own ordering) in every query, even a run's own attempts.
+        ordering = ["id"]
         constraints = [
             models.UniqueConstraint(
                 fields=["run", "task_name", "round", "attempt"], name="taskrun_unique_attempt"
