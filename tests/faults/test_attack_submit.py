@@ -5,6 +5,7 @@ processes, and threads play the worker's pool threads; the messages a worker wou
 (advance, terminate) are delivered by calling their functions.
 """
 
+import contextlib
 import threading
 import time
 from datetime import timedelta
@@ -166,6 +167,51 @@ def test_a_submit_whose_record_was_cut_off_is_adopted_not_killed_as_lost(setting
     job.refresh_from_db()
     assert (job.status, job.terminate_requested_at, job.reason) == ("running", None, ""), (
         f"a supervised process with a fresh heartbeat was stopped: {job.reason}"
+    )
+
+
+def test_a_connection_lost_right_after_the_claim_does_not_fail_the_task(settings):
+    """The claim (READY -> SUBMITTING) commits, then the submitter's connection is terminated
+    before anything started. submit_task_run lets the error escape and leaves the attempt
+    SUBMITTING; its worker is alive and nothing runs, yet the reconciler fails it "lost while
+    submitting (its worker stopped)" — with the default max_attempts of 1 a database restart
+    fails the run. The submitter knows nothing started: the attempt should be READY again.
+    """
+    settings.SUNDIAL_SUBMIT_STUCK_AFTER_S = 1
+    process = make_process("blip", {"job": {"config": {"command": ["true"]}}})
+    run = trigger_run(process, Trigger.API)
+    job = run.task_runs.get()
+
+    def cut_after_the_claim(execute, sql, params, many, context):
+        result = execute(sql, params, many, context)
+        if sql.startswith('UPDATE "jobs_taskrun"') and "submitting" in str(params):
+            # The claim has committed (autocommit); the next statement finds the link dead.
+            with contextlib.suppress(Exception):
+                context["connection"].connection.execute(
+                    "SELECT pg_terminate_backend(pg_backend_pid())"
+                )
+        return result
+
+    def submit_with_a_blip():
+        with connection.execute_wrapper(cut_after_the_claim):
+            submit_task_run(job.pk)
+
+    submitter = _InThread(submit_with_a_blip)
+    submitter.start()
+    submitter.join(timeout=10)
+    assert isinstance(submitter.error, DatabaseError), submitter.error
+
+    def settled():
+        """the attempt to be settled by the safety nets and the run to finish"""
+        reconcile()  # re-sends READY attempts, recovers stuck submits, as beat asks
+        for pk in run.task_runs.filter(status="ready").values_list("pk", flat=True):
+            submit_task_run(pk)  # the submit message a worker receives
+        run.refresh_from_db()
+        return run.status in FINAL_RUN
+
+    wait_for(settled, timeout=10, interval=0.2)
+    assert (run.status, attempts(run)) == ("succeeded", [("job", 1, "succeeded")]), (
+        run.task_runs.get().reason
     )
 
 
