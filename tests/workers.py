@@ -35,7 +35,9 @@ def database_url() -> str:
 class Worker:
     """A ``celery worker`` subprocess (threads pool); always ``stop()`` it in a ``finally``."""
 
-    def __init__(self, var_dir: Path, *, concurrency: int = 2, **env: str) -> None:
+    def __init__(
+        self, var_dir: Path, *, concurrency: int = 2, pool: str | None = "threads", **env: str
+    ) -> None:
         var_dir.mkdir(parents=True, exist_ok=True)
         self.log_path = var_dir / f"worker-{time.monotonic_ns()}.log"
         full_env = {
@@ -46,14 +48,17 @@ class Worker:
             "SUNDIAL_VAR_DIR": str(var_dir),
             **env,
         }
+        command = [
+            *(sys.executable, "-m", "celery", "-A", "sundial_site", "worker", "-l", "warning"),
+            *("-c", str(concurrency), "-Q", settings.CELERY_TASK_DEFAULT_QUEUE),
+            *("--without-gossip", "--without-mingle", "--without-heartbeat"),
+        ]
+        if pool is not None:  # None: whatever the configuration makes the default
+            command += ["--pool", pool]
         with open(self.log_path, "wb") as log:
             self.proc = subprocess.Popen(
-                [sys.executable, "-m", "celery", "-A", "sundial_site", "worker",
-                 "--pool", "threads", "-c", str(concurrency),
-                 "-Q", settings.CELERY_TASK_DEFAULT_QUEUE,
-                 "-l", "warning", "--without-gossip", "--without-mingle", "--without-heartbeat"],
-                cwd=ROOT, env=full_env, stdout=log, stderr=subprocess.STDOUT,
-            )  # fmt: skip
+                command, cwd=ROOT, env=full_env, stdout=log, stderr=subprocess.STDOUT
+            )
 
     @property
     def pid(self) -> int:
