@@ -249,12 +249,17 @@ class LocalExecutor:
         with self._lock:
             child = self._children.get(external_id)
             if child is not None:
-                if child.term_reason is None:  # a second call must not restart the grace
+                grace = child.grace_s if grace_s is None else min(grace_s, child.grace_s)
+                kill_at = time.monotonic() + grace
+                if child.term_reason is None:
                     child.term_reason = reason or "terminated"
-                    grace = child.grace_s if grace_s is None else min(grace_s, child.grace_s)
-                    child.kill_at = time.monotonic() + grace
+                    child.kill_at = kill_at
                     _killpg(pid, signal.SIGTERM)
-                    self._wake()
+                elif child.kill_at is not None and kill_at < child.kill_at:
+                    # A second call never restarts the grace, but may shorten it: a stopping
+                    # worker cannot wait out the hour a killed task was given.
+                    child.kill_at = kill_at
+                self._wake()
                 return
             if external_id in self._recent or external_id in self._targets:
                 return

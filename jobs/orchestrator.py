@@ -492,7 +492,12 @@ def retry_failed_tasks(run_id: int, *, user: User | None = None) -> list[str]:
 
 
 def record_submission(task_run_id: int, external_id: str, log_ref: str, *, running: bool) -> bool:
-    """Save what the executor said; True if a stop was asked meanwhile (the caller must act)."""
+    """Save what the executor said; True if the job must be stopped (the caller must act).
+
+    That is when a stop was asked meanwhile, or when the attempt is no longer the submitting
+    one: recovery gave it up while this submit was stalled (its retry may be running now),
+    or its job already ended (then stopping it again is a no-op).
+    """
     now = timezone.now()
     new_status = AttemptStatus.RUNNING if running else AttemptStatus.SUBMITTED
     fields = {
@@ -507,8 +512,10 @@ def record_submission(task_run_id: int, external_id: str, log_ref: str, *, runni
         "started_at": Coalesce(F("started_at"), Value(now)) if running else F("started_at"),
     }
     attempt = TaskRun.objects.filter(pk=task_run_id)
-    # The common case costs one statement; only a concurrent kill needs the second.
-    if attempt.filter(terminate_requested_at__isnull=True).update(**fields):
+    # The common case costs one statement; only a concurrent change needs the second.
+    if attempt.filter(status=AttemptStatus.SUBMITTING, terminate_requested_at__isnull=True).update(
+        **fields
+    ):
         return False
     attempt.update(**fields)
     return True

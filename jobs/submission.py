@@ -7,6 +7,7 @@ import logging
 import socket
 
 from django.conf import settings
+from django.db import DatabaseError, connection
 from django.utils import timezone
 
 from executors.base import ExecutorError, Launch
@@ -47,7 +48,13 @@ def submit_task_run(task_run_id: int) -> bool:
         status=AttemptStatus.SUBMITTING, submitting_at=now, worker_host=HOST
     ):
         return False
-    task_run = TaskRun.objects.select_related("run").get(pk=task_run_id)
+    try:
+        task_run = TaskRun.objects.select_related("run").get(pk=task_run_id)
+    except DatabaseError as exc:
+        # Nothing has started: give the attempt back rather than leave it to be failed as
+        # "lost while submitting" (a database blip must not cost a task its only attempt).
+        _release_claim(task_run_id)
+        raise SubmitLater(f"database error before submitting: {exc}") from exc
     entry = task_entry(task_run.run.snapshot, task_run.task_name)
     try:
         executor = executor_for(task_run.executor)
@@ -81,15 +88,29 @@ def submit_task_run(task_run_id: int) -> bool:
     return True
 
 
+def _release_claim(task_run_id: int) -> None:
+    """SUBMITTING -> READY on a fresh connection; if that fails too, recovery decides later."""
+    try:
+        connection.close()
+        TaskRun.objects.filter(pk=task_run_id, status=AttemptStatus.SUBMITTING).update(
+            status=AttemptStatus.READY
+        )
+    except DatabaseError:
+        log.warning("attempt %s stays submitting: the database is unreachable", task_run_id)
+
+
 def fail_unstarted(task_run: TaskRun, reason: str) -> None:
     """End an attempt that never started (the engine retries it per the task's policy)."""
     orchestrator.record_outcomes([orchestrator.Outcome(task_run.pk, task_run.run_id, None, reason)])
 
 
 def after_submit(task_run: TaskRun, running: bool, external_id: str, log_ref: str) -> None:
-    """Record a submission, then stop it at once if a stop was asked meanwhile."""
+    """Record a submission, then stop it at once if it must not run (see record_submission)."""
     if orchestrator.record_submission(task_run.pk, external_id, log_ref, running=running):
-        terminate_task_run(task_run.pk)
+        if TaskRun.objects.filter(pk=task_run.pk, status__in=list(ACTIVE_ATTEMPT)).exists():
+            terminate_task_run(task_run.pk)
+        else:
+            _stop_stray(task_run, external_id)
     elif running and _has_time_limit(task_run):
         orchestrator.advance_run(task_run.run_id)  # the engine sets the run's wake-up time
 
@@ -97,6 +118,14 @@ def after_submit(task_run: TaskRun, running: bool, external_id: str, log_ref: st
 def _has_time_limit(task_run: TaskRun) -> bool:
     # "is not None": a limit of 0 is a limit (the attempt is stopped at once).
     return task_entry(task_run.run.snapshot, task_run.task_name)["time_limit_s"] is not None
+
+
+def _stop_stray(task_run: TaskRun, external_id: str) -> None:
+    """Stop a job started for an attempt that had already ended (nothing records its end)."""
+    try:
+        executor_for(task_run.executor).terminate(external_id, "its attempt had already ended")
+    except ExecutorError as exc:  # e.g. it has ended already itself
+        log.info("stray job %s not stopped: %s", external_id, exc.message)
 
 
 def terminate_task_run(task_run_id: int) -> None:

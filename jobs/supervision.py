@@ -12,7 +12,8 @@ from collections import defaultdict
 from datetime import datetime, timedelta
 
 from django.conf import settings
-from django.db.models import Q
+from django.db.models import F, Q, Value
+from django.db.models.functions import Coalesce
 from django.utils import timezone
 
 from executors.base import ExecutorError, State, Status
@@ -121,15 +122,16 @@ def recover_stuck_submissions() -> int:
         if found is None:
             fail_unstarted(task_run, "lost while submitting (its worker stopped)")
         elif executor.runs_on_submit:
-            # Recorded as running with its last sign of life, so the lost-attempt sweep
-            # below stops it and fails the attempt once it is gone.
+            # Recorded as running with its last sign of life: if its worker lives (only the
+            # record of the submit was lost) its heartbeats go on and it finishes as usual;
+            # if not, the lost-attempt sweep below stops it and fails the attempt once gone.
             TaskRun.objects.filter(pk=task_run.pk, status=AttemptStatus.SUBMITTING).update(
                 status=AttemptStatus.RUNNING,
                 external_id=found.external_id,
                 log_ref=found.log_ref,
                 submitted_at=task_run.submitting_at,
                 started_at=task_run.submitting_at,
-                heartbeat_at=task_run.submitting_at,
+                heartbeat_at=Coalesce(F("heartbeat_at"), Value(task_run.submitting_at)),
             )
         else:
             after_submit(task_run, False, found.external_id, found.log_ref)
