@@ -76,18 +76,29 @@ def _running_pids(run: ProcessRun) -> dict[int, int]:
     }
 
 
+@pytest.mark.parametrize(
+    "job",
+    [
+        {"command": ["sleep", "5"]},
+        # The late copy must not run at all: a stray that traps SIGTERM gets no grace.
+        {"shell": "trap '' TERM; sleep 5", "kill_grace_s": 60},
+    ],
+    ids=["plain", "trapping SIGTERM"],
+)
 def test_a_submit_resuming_after_its_recovery_does_not_run_beside_the_retry(
-    tmp_path, settings, monkeypatch
+    job, settings, monkeypatch
 ):
     """A worker freezes (VM pause, swap storm) between claiming an attempt and spawning it.
 
     After SUNDIAL_SUBMIT_STUCK_AFTER_S the reconciler finds no process under the attempt's
     key and fails it ("lost while submitting"); the retry starts. Then the worker wakes up
-    and spawns attempt 1 after all. record_submission keeps the attempt's FAILED status and
-    reports no stop request, so after_submit leaves the process running: two live copies.
+    and spawns attempt 1 after all. At cde7794 record_submission kept the attempt's FAILED
+    status and reported no stop request, so the process ran beside the retry. Since 88acb6b
+    the late copy is stopped — but with its task's grace, so one that traps SIGTERM still
+    runs beside the retry for up to kill_grace_s; it should never have started.
     """
     settings.SUNDIAL_SUBMIT_STUCK_AFTER_S = 1
-    process = make_process("frozen", {"job": {"config": {"command": ["sleep", "5"]}, **RETRYING}})
+    process = make_process("frozen", {"job": {"config": job, **RETRYING}})
     run = trigger_run(process, Trigger.API)
     first = run.task_runs.get()
     frozen, wake = threading.Event(), threading.Event()
@@ -132,13 +143,13 @@ def test_a_submit_whose_record_was_cut_off_is_adopted_not_killed_as_lost(setting
     while the worker supervises the process and writes its heartbeats.
 
     After SUNDIAL_SUBMIT_STUCK_AFTER_S the reconciler finds the process by its key and records
-    it as running — with ``heartbeat_at = submitting_at``, overwriting the owner's fresh
-    heartbeat — and the lost-attempt check in the same call takes it as lost (with the
-    defaults, 60 s stuck = 60 s lost, always): a healthy, supervised process is killed.
+    it as running. At cde7794 it did so with ``heartbeat_at = submitting_at``, overwriting the
+    owner's fresh heartbeat, and the lost-attempt check in the same call took it as lost
+    (with the defaults, 60 s stuck = 60 s lost, always): a healthy process was killed.
     """
     settings.SUNDIAL_HEARTBEAT_INTERVAL_S = 0.5
     settings.SUNDIAL_SUBMIT_STUCK_AFTER_S = settings.SUNDIAL_LOST_AFTER_S = 2
-    process = make_process("cutoff", {"job": {"config": {"command": ["sleep", "6"]}}})
+    process = make_process("cutoff", {"job": {"config": {"command": ["sleep", "4"]}}})
     run = trigger_run(process, Trigger.API)
     job = run.task_runs.get()
 
@@ -165,9 +176,18 @@ def test_a_submit_whose_record_was_cut_off_is_adopted_not_killed_as_lost(setting
     assert beat is not None and timezone.now() - beat < timedelta(seconds=1.5), "it is alive"
     reconcile()
     job.refresh_from_db()
-    assert (job.status, job.terminate_requested_at, job.reason) == ("running", None, ""), (
-        f"a supervised process with a fresh heartbeat was stopped: {job.reason}"
+    assert job.terminate_requested_at is None and job.status in LIVE, (
+        f"a supervised process with a fresh heartbeat was stopped: {job.status} {job.reason}"
     )
+
+    def finished():
+        """the process to end and its owner to record it (beat's safety nets running)"""
+        reconcile()
+        run.refresh_from_db()
+        return run.status in FINAL_RUN
+
+    wait_for(finished, timeout=15, interval=0.3)
+    assert attempts(run) == [("job", 1, "succeeded")], run.task_runs.get().reason
 
 
 def test_a_connection_lost_right_after_the_claim_does_not_fail_the_task(settings):
@@ -199,7 +219,8 @@ def test_a_connection_lost_right_after_the_claim_does_not_fail_the_task(settings
     submitter = _InThread(submit_with_a_blip)
     submitter.start()
     submitter.join(timeout=10)
-    assert isinstance(submitter.error, DatabaseError), submitter.error
+    # Nothing started: the claim is given back and the submit asked to be tried later.
+    assert isinstance(submitter.error, submission.SubmitLater), submitter.error
 
     def settled():
         """the attempt to be settled by the safety nets and the run to finish"""
