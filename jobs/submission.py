@@ -5,6 +5,7 @@ from __future__ import annotations
 import json
 import logging
 import socket
+from datetime import datetime
 
 from django.conf import settings
 from django.db import DatabaseError, connection
@@ -60,6 +61,8 @@ def submit_task_run(task_run_id: int) -> bool:
         executor = executor_for(task_run.executor)
         # Checked again here: a definition saved outside the admin was never validated.
         config = validate_config(task_run.executor, entry["config"])
+        if _claim_may_have_lapsed(now) and not _still_claimed(task_run_id):
+            return True  # this worker stalled; recovery already decided for the attempt
         submission = executor.submit(
             Launch(
                 task_run_id=task_run.pk,
@@ -84,8 +87,26 @@ def submit_task_run(task_run_id: int) -> bool:
         # its stop request says) instead of going back to READY with nobody to cancel it.
         fail_unstarted(task_run, f"not started: {exc.message}")
         return True
-    after_submit(task_run, executor.runs_on_submit, submission.external_id, submission.log_ref)
+    try:
+        after_submit(task_run, executor.runs_on_submit, submission.external_id, submission.log_ref)
+    except DatabaseError:
+        # The job runs: its record matters more than this connection. Once more on a fresh
+        # one; if that fails too, the worker's heartbeats keep recovery off the attempt and
+        # its exit is still recorded.
+        connection.close()
+        after_submit(task_run, executor.runs_on_submit, submission.external_id, submission.log_ref)
     return True
+
+
+def _claim_may_have_lapsed(claimed_at: datetime) -> bool:
+    """Whether this submit has taken long enough (a frozen worker, say) that recovery may
+    have taken the attempt over: half its threshold, so a check costs nothing normally."""
+    elapsed = (timezone.now() - claimed_at).total_seconds()
+    return elapsed > settings.SUNDIAL_SUBMIT_STUCK_AFTER_S / 2
+
+
+def _still_claimed(task_run_id: int) -> bool:
+    return TaskRun.objects.filter(pk=task_run_id, status=AttemptStatus.SUBMITTING).exists()
 
 
 def _release_claim(task_run_id: int) -> None:

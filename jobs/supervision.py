@@ -92,16 +92,21 @@ def _lost_note(heartbeat: datetime | None) -> str:
 def recover_stuck_submissions() -> int:
     """Attempts left in SUBMITTING by a dead worker: adopt the job if it started, else fail it.
 
-    A local process found that way has nobody to report its exit, so it is taken as lost
-    (and so stopped before its attempt ends); it is looked up only on its worker's host.
+    A fresh heartbeat means a live worker answers for the attempt (it started the process,
+    or holds its exit, and only failed to record the submission): its process is adopted if
+    found, and the attempt is otherwise left to that worker. A local process whose worker is
+    gone has nobody to report its exit, so it is taken as lost (and so stopped before its
+    attempt ends). Local processes are looked up only on their worker's host.
     """
     now = timezone.now()
     cutoff = now - timedelta(seconds=settings.SUNDIAL_SUBMIT_STUCK_AFTER_S)
     give_up = cutoff - timedelta(seconds=settings.SUNDIAL_ORPHAN_UNREACHABLE_AFTER_S)
+    alive = now - timedelta(seconds=settings.SUNDIAL_LOST_AFTER_S)
     recovered = 0
     for task_run in TaskRun.objects.select_related("run").filter(
         status=AttemptStatus.SUBMITTING, submitting_at__lt=cutoff
     ):
+        answered_for = task_run.heartbeat_at is not None and task_run.heartbeat_at >= alive
         try:
             executor = executor_for(task_run.executor)
             # (An attempt claimed before hosts were recorded has none: it is looked up here.)
@@ -110,6 +115,8 @@ def recover_stuck_submissions() -> int:
         except ExecutorError as exc:
             log.warning("cannot look up %s: %s", task_run.idempotency_key, exc.message)
             continue
+        if found is None and answered_for:
+            continue  # its worker holds it: running elsewhere, or its exit not yet recorded
         if elsewhere:
             if task_run.submitting_at is None or task_run.submitting_at < give_up:
                 fail_unstarted(
@@ -122,9 +129,9 @@ def recover_stuck_submissions() -> int:
         if found is None:
             fail_unstarted(task_run, "lost while submitting (its worker stopped)")
         elif executor.runs_on_submit:
-            # Recorded as running with its last sign of life: if its worker lives (only the
-            # record of the submit was lost) its heartbeats go on and it finishes as usual;
-            # if not, the lost-attempt sweep below stops it and fails the attempt once gone.
+            # Recorded as running with its last sign of life: if its worker lives its
+            # heartbeats go on and it finishes as usual; if not, the lost-attempt sweep
+            # stops it and fails the attempt once it is gone.
             TaskRun.objects.filter(pk=task_run.pk, status=AttemptStatus.SUBMITTING).update(
                 status=AttemptStatus.RUNNING,
                 external_id=found.external_id,

@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 from celery import shared_task
-from celery.signals import worker_shutdown
+from celery.signals import worker_process_shutdown, worker_shutdown
 
 from jobs import cron, orchestrator, submission, supervision
 from jobs.local_runtime import shutdown_local_runtime
@@ -59,6 +59,8 @@ def reconcile() -> int:
 
 
 # A worker that stops (Ctrl-C, SIGTERM) stops its local processes and records how each
-# ended, instead of leaving them to run unsupervised. Celery sends this after the tasks in
-# flight have finished. weak=False: the receiver is a module function that must stay.
+# ended, instead of leaving them to run unsupervised. Celery sends worker_shutdown in the
+# worker's main process after the tasks in flight have finished (threads pool), and
+# worker_process_shutdown in each child of a prefork pool. weak=False: module functions.
 worker_shutdown.connect(shutdown_local_runtime, weak=False)
+worker_process_shutdown.connect(shutdown_local_runtime, weak=False)

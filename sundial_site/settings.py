@@ -123,6 +123,10 @@ elif CELERY_BROKER_URL.startswith(("redis://", "rediss://")):
 CELERY_TASK_ACKS_LATE = True
 CELERY_TASK_REJECT_ON_WORKER_LOST = True
 CELERY_WORKER_PREFETCH_MULTIPLIER = 1
+# Threads, not prefork, unless a worker is started with another --pool: orchestration waits
+# on the database, AWS and child processes, and one process keeps every local task of the
+# worker under one supervisor (and stops them all when the worker stops).
+CELERY_WORKER_POOL = "threads"
 CELERY_TASK_IGNORE_RESULT = True
 CELERY_RESULT_BACKEND = None
 CELERY_BROKER_CONNECTION_RETRY_ON_STARTUP = True
