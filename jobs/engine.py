@@ -424,6 +424,15 @@ def attempt_outcome(
     "replaced by run 12", "worker stopped"), kept as the attempt's reason so the run page
     says who or what stopped it.
     """
+    if terminated_as == AttemptStatus.FAILED:
+        # Our own stop (lost, worker stopped), not the task's fault: a task that still ends
+        # well within its grace succeeded; otherwise the stop is why it failed.
+        if exit_code is None:
+            return AttemptStatus.FAILED, stop_reason or "stopped"
+        status, how = attempt_outcome(spec, exit_code, reported_success, None)
+        if status == AttemptStatus.SUCCEEDED:
+            return status, how
+        return AttemptStatus.FAILED, f"{stop_reason or 'stopped'} ({how})"
     if terminated_as is not None:
         # We asked it to stop, so its exit code (usually a signal) says nothing new.
         if terminated_as == AttemptStatus.TIMED_OUT:
@@ -431,8 +440,6 @@ def attempt_outcome(
             return AttemptStatus.TIMED_OUT, f"time limit{limit} exceeded"
         if terminated_as == AttemptStatus.KILLED:
             return AttemptStatus.KILLED, stop_reason or "killed"
-        if terminated_as == AttemptStatus.FAILED:
-            return AttemptStatus.FAILED, stop_reason or "stopped"
         raise ValueError(
             f"terminated_as must be TIMED_OUT, KILLED or FAILED, not {terminated_as!r}"
         )

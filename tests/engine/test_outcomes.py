@@ -27,8 +27,12 @@ EXPLICIT = task("a", require_explicit_success=True)
         # A termination we asked for wins over whatever the process said on its way out.
         (PLAIN, 0, True, S.TIMED_OUT, (S.TIMED_OUT, "time limit of 30s exceeded")),
         (PLAIN, -15, None, S.KILLED, (S.KILLED, "killed")),
-        (PLAIN, -15, None, S.FAILED, (S.FAILED, "stopped")),
-        (EXPLICIT, 0, True, S.FAILED, (S.FAILED, "stopped")),
+        # Our own stop (lost, worker stopped): a task that still ends well succeeded.
+        (PLAIN, -15, None, S.FAILED, (S.FAILED, "stopped (killed by signal 15 (SIGTERM))")),
+        (PLAIN, None, None, S.FAILED, (S.FAILED, "stopped")),
+        (PLAIN, 0, None, S.FAILED, (S.SUCCEEDED, "exit code 0")),
+        (EXPLICIT, 0, True, S.FAILED, (S.SUCCEEDED, "exit code 0, success reported")),
+        (EXPLICIT, 0, None, S.FAILED, (S.FAILED, "stopped (exited 0 without reporting success)")),
         (EXPLICIT, None, None, S.TIMED_OUT, (S.TIMED_OUT, "time limit exceeded")),
     ],
 )
@@ -47,7 +51,8 @@ def test_a_killed_attempt_keeps_why_it_was_stopped():
     "why", ["lost: no heartbeat since 14:05:00 UTC (its worker stopped)", "worker stopped"]
 )
 def test_a_stop_that_counts_as_a_failure_keeps_why(why):
-    assert attempt_outcome(PLAIN, -15, None, S.FAILED, why) == (S.FAILED, why)
+    assert attempt_outcome(PLAIN, None, None, S.FAILED, why) == (S.FAILED, why)
+    assert attempt_outcome(PLAIN, 143, None, S.FAILED, why) == (S.FAILED, f"{why} (exit code 143)")
 
 
 def test_a_stop_that_counts_as_a_failure_is_retried_per_policy():
