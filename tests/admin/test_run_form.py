@@ -50,16 +50,35 @@ def test_all_tasks_chosen_is_a_whole_run(admin_client):
     assert "subset" not in ProcessRun.objects.get().snapshot
 
 
+NOT_JSON = "parameters is not valid JSON: Expecting property name enclosed in double quotes"
+
+
 @pytest.mark.parametrize(
     ("data", "field", "problem"),
     [
         ({"tasks": []}, "tasks", "choose at least one task to run"),
-        ({"tasks": ["nope"]}, "tasks", "Select a valid choice. nope is not one of the available choices."),
-        ({"tasks": ["load"], "parameters": "{day: 1}"}, "parameters", "parameters is not valid JSON: Expecting property name enclosed in double quotes (line 1, column 2)"),
-        ({"tasks": ["load"], "parameters": "[1, 2]"}, "parameters", "parameters must be a JSON object"),
-        ({"tasks": ["load"], "parameters": '{"n": 1e400}'}, "parameters", "n: number is out of range (beyond ±1.8e308)"),
+        (
+            {"tasks": ["nope"]},
+            "tasks",
+            "Select a valid choice. nope is not one of the available choices.",
+        ),
+        (
+            {"tasks": ["load"], "parameters": "{day: 1}"},
+            "parameters",
+            f"{NOT_JSON} (line 1, column 2)",
+        ),
+        (
+            {"tasks": ["load"], "parameters": "[1, 2]"},
+            "parameters",
+            "parameters must be a JSON object",
+        ),
+        (
+            {"tasks": ["load"], "parameters": '{"n": 1e400}'},
+            "parameters",
+            "n: number is out of range (beyond ±1.8e308)",
+        ),
     ],
-)  # fmt: skip
+)
 def test_bad_input_is_named_and_starts_nothing(admin_client, data, field, problem):
     process = make_process("etl", CHAIN)
     response = admin_client.post(run_page(process), data)

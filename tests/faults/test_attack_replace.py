@@ -33,7 +33,8 @@ def test_a_replacing_run_starts_only_once_the_replaced_process_has_stopped(tmp_p
     try:
         old = trigger_run(process, Trigger.API)
         wait_for(lambda: up.exists(), timeout=30)
-        pid = task_pid(old.task_runs.get())
+        # Recorded just after the spawn: wait for the record, not only the process.
+        pid = task_pid(wait_for(lambda: old.task_runs.exclude(external_id="").first()))
         new = trigger_run(process, Trigger.API)
         assert new.status == "queued", new.reason
 

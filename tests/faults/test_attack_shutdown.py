@@ -41,7 +41,8 @@ def test_a_task_in_its_kill_grace_is_stopped_when_its_worker_stops(tmp_path):
     try:
         run = trigger_run(process, Trigger.API)
         wait_for(lambda: up.exists(), timeout=30)
-        pid = task_pid(run.task_runs.get())
+        # Recorded just after the spawn: wait for the record, not only the process.
+        pid = task_pid(wait_for(lambda: run.task_runs.exclude(external_id="").first()))
         request_kill(run.pk, reason="killed by a test")
         wait_for(lambda: termed.exists(), timeout=10)  # in its hour of grace now
 

@@ -42,7 +42,8 @@ def test_sweeps_at_once_in_two_processes_end_an_orphan_once_and_retry_it_once(tm
     try:
         run = trigger_run(process, Trigger.API)
         wait_for(lambda: up.exists(), timeout=30)
-        pid = task_pid(run.task_runs.get())
+        # Recorded just after the spawn: wait for the record, not only the process.
+        pid = task_pid(wait_for(lambda: run.task_runs.exclude(external_id="").first()))
         worker.signal(signal.SIGKILL)
         worker.wait(timeout=10)
         worker = Worker(tmp_path, concurrency=4, **SHORT_HEARTBEATS)
