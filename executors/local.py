@@ -211,7 +211,7 @@ class LocalExecutor:
                 with open(f"/proc/{pid}/environ", "rb") as f:
                     if needle not in b"\0" + f.read() + b"\0":
                         continue
-                fields = _stat_fields(pid)
+                fields = stat_fields(pid)
             except OSError:  # not ours to read, or gone meanwhile
                 continue
             # Children inherit the key; the job is the session leader we started.
@@ -471,7 +471,7 @@ class LocalExecutor:
             return None
         if host != self.host:
             return None
-        fields = _stat_fields(pid)
+        fields = stat_fields(pid)
         if fields is None or fields[19] != starttime or fields[0] in "ZX":
             return None
         ticks = int(starttime) / os.sysconf("SC_CLK_TCK")
@@ -489,7 +489,7 @@ def _parse_id(external_id: str) -> tuple[str, int, str]:
     return host, int(pid), starttime
 
 
-def _stat_fields(pid: int) -> list[str] | None:
+def stat_fields(pid: int) -> list[str] | None:
     """/proc/<pid>/stat from field 3 (state) on: index i is field i + 3. None if gone."""
     try:
         with open(f"/proc/{pid}/stat", "rb") as f:
@@ -501,7 +501,7 @@ def _stat_fields(pid: int) -> list[str] | None:
 
 
 def _starttime(pid: int) -> str:
-    fields = _stat_fields(pid)
+    fields = stat_fields(pid)
     assert fields is not None, "an unreaped child always has a stat"
     return fields[19]
 

@@ -18,7 +18,7 @@ from django.views.decorators.csrf import csrf_exempt
 from django.views.decorators.http import require_POST
 
 from jobs.engine import ACTIVE_ATTEMPT
-from jobs.json_input import JsonInputError, parse_json
+from jobs.json_input import JsonInputError, parse_json_object
 from jobs.models import TaskMetadata, TaskRun
 
 _REPORT_FIELDS = {"success", "metadata"}
@@ -38,11 +38,9 @@ class Report:
 def parse_report(body: bytes) -> Report:
     """The report in a request body, or BadRequest saying what is wrong with it."""
     try:
-        data = parse_json(body, "body")
+        data = parse_json_object(body, "body")
     except JsonInputError as exc:
         raise BadRequest(str(exc)) from None
-    if not isinstance(data, dict):
-        raise BadRequest("body must be a JSON object")
     if unknown := sorted(data.keys() - _REPORT_FIELDS):
         raise BadRequest(f"unknown field(s): {', '.join(unknown)}")
     success = data.get("success")

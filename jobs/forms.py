@@ -18,7 +18,7 @@ from django.forms.models import BaseInlineFormSet
 from executors.config import ConfigError, validate_config
 from jobs.engine import task_graph_cycle
 from jobs.executors import EXECUTORS
-from jobs.json_input import JsonInputError, parse_json
+from jobs.json_input import JsonInputError, parse_json, parse_json_object
 from jobs.models import ProcessDefinition, ScheduleKind, TaskDefinition, TaskDependency
 from jobs.schedule import ScheduleError, parse_timezone, validate_cron
 
@@ -257,12 +257,9 @@ class RunForm(forms.Form):
         if not text:
             return {}
         try:
-            value = parse_json(text, "parameters")
+            return parse_json_object(text, "parameters")
         except JsonInputError as exc:
             raise ValidationError(str(exc)) from None
-        if not isinstance(value, dict):
-            raise ValidationError("parameters must be a JSON object")
-        return value
 
     def only(self) -> list[str] | None:
         """The chosen tasks, or None when all are chosen (a whole run)."""

@@ -43,6 +43,14 @@ def parse_json(text: str | bytes, name: str) -> Any:
     return value
 
 
+def parse_json_object(text: str | bytes, name: str) -> dict[str, Any]:
+    """Like ``parse_json``, for a value that must be a JSON object."""
+    value = parse_json(text, name)
+    if not isinstance(value, dict):
+        raise JsonInputError(f"{name} must be a JSON object")
+    return value
+
+
 def _reject_constant(constant: str) -> None:
     # Python's json accepts NaN and Infinity, which are not JSON and which PostgreSQL refuses.
     raise ValueError(f"{constant} is not allowed")

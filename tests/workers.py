@@ -19,6 +19,7 @@ from pathlib import Path
 from django.conf import settings
 from django.db import connection
 
+from executors.local import stat_fields
 from jobs.models import TaskRun
 
 ROOT = Path(__file__).resolve().parent.parent
@@ -96,19 +97,9 @@ class Worker:
 # ---- processes ----
 
 
-def _stat(pid: int) -> list[str] | None:
-    """/proc/<pid>/stat from its state field on (index 0 = state, 2 = pgrp, 19 = starttime)."""
-    try:
-        with open(f"/proc/{pid}/stat", "rb") as f:
-            stat = f.read()
-    except (FileNotFoundError, ProcessLookupError):
-        return None
-    return stat[stat.rindex(b")") + 2 :].decode().split()
-
-
 def alive(pid: int) -> bool:
     """Whether the process runs (a zombie has ended: it only waits to be reaped)."""
-    fields = _stat(pid)
+    fields = stat_fields(pid)
     return fields is not None and fields[0] not in "ZX"
 
 
@@ -117,7 +108,7 @@ def group_members(pgid: int) -> list[int]:
     members = []
     for entry in os.scandir("/proc"):
         if entry.name.isdigit():
-            fields = _stat(int(entry.name))
+            fields = stat_fields(int(entry.name))
             if fields is not None and fields[0] not in "ZX" and int(fields[2]) == pgid:
                 members.append(int(entry.name))
     return members
@@ -138,7 +129,7 @@ def stop_task_processes() -> None:
         "external_id", flat=True
     ):
         _, pid, starttime = external_id.split(":")
-        fields = _stat(int(pid))
+        fields = stat_fields(int(pid))
         if fields is not None and fields[19] != starttime:
             continue  # the pid was reused: not ours
         kill_group(int(pid))

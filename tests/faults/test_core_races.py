@@ -19,17 +19,13 @@ from jobs.submission import submit_task_run
 from sundial_site.celery import app as celery_app
 from tests.conftest import make_process
 from tests.orchestrator.driving import attempts, drive, wait_for
+from tests.workers import alive, task_pid
 
 pytestmark = pytest.mark.django_db(transaction=True)
 
 
 def _alive(task_run: TaskRun) -> bool:
-    pid = int(task_run.external_id.split(":")[1])
-    try:
-        with open(f"/proc/{pid}/stat", "rb") as stat:
-            return stat.read().rsplit(b") ", 1)[1][:1] not in (b"Z", b"X")
-    except FileNotFoundError:
-        return False
+    return alive(task_pid(task_run))
 
 
 class PauseAfterDecision:
