@@ -122,15 +122,20 @@ class LocalRuntime:
                 self.executor.terminate(external_id, reason, grace_s=grace)
         with self._lock:
             # Exits arrive within the grace (SIGKILL follows it); then wait for the recorder.
-            self._changed.wait_for(
-                lambda: not self._owned and not self._exits and not self._recording,
-                timeout=grace + 10,
-            )
+            self._changed.wait_for(self._idle, timeout=grace + 10)
             self._closed = True
             self._changed.notify_all()
         for thread in self._threads:
             thread.join(timeout=5)
         self.executor.close()
+
+    def idle(self) -> bool:
+        """No process of this worker is running or being stopped, and every exit is recorded."""
+        with self._lock:
+            return self._idle()
+
+    def _idle(self) -> bool:  # called with the lock held
+        return not (self._owned or self._orphans or self._exits or self._recording)
 
     def _mark_stopping(self, task_run_ids: list[int], reason: str) -> None:
         """Record why the processes stop, so each attempt ends FAILED and is retried."""

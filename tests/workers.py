@@ -146,19 +146,13 @@ def wait_until_this_process_recorded_its_exits(timeout: float = 15.0) -> None:
     """Wait until this process's local runtime has no process left to watch or exit to record.
 
     For tests in which this process spawns local tasks: a database flush racing the
-    recording of an exit deadlocks. (It reads the runtime's private state: it has no public
-    notion of "idle", and this is the only place that asks.)
+    recording of an exit deadlocks.
     """
     from jobs.local_runtime import local_runtime
 
     runtime = local_runtime()
-
-    def idle() -> bool:
-        with runtime._lock:
-            return not (runtime._owned or runtime._orphans or runtime._exits or runtime._recording)
-
     deadline = time.monotonic() + timeout
-    while not idle():
+    while not runtime.idle():
         if time.monotonic() > deadline:
             raise AssertionError(f"this process's local runtime still busy after {timeout}s")
         time.sleep(0.02)
