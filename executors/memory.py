@@ -211,3 +211,11 @@ def _submission(external_id: str) -> Submission:
 
 def _now() -> datetime:
     return datetime.now(UTC)
+
+
+_shared = MemoryExecutor()
+
+
+def shared() -> MemoryExecutor:
+    """This process's memory executor, as the registry hands it out (tests may swap it)."""
+    return _shared

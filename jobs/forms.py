@@ -16,8 +16,8 @@ from django.forms.fields import InvalidJSONInput
 from django.forms.models import BaseInlineFormSet
 
 from executors.config import ConfigError, validate_config
+from executors.registry import KINDS
 from jobs.engine import task_graph_cycle
-from jobs.executors import EXECUTORS
 from jobs.json_input import JsonInputError, parse_json, parse_json_object
 from jobs.models import ProcessDefinition, ScheduleKind, TaskDefinition, TaskDependency
 from jobs.schedule import ScheduleError, parse_timezone, validate_cron
@@ -158,7 +158,7 @@ class TaskDefinitionForm(forms.ModelForm):
     def clean(self) -> dict:
         data = super().clean()
         kind = data.get("executor")
-        if kind is not None and kind not in EXECUTORS:
+        if kind is not None and not KINDS[kind].available:
             self.add_error("executor", f"executor {kind!r} is not available in this version")
         elif kind is not None and "config" in data:
             try:

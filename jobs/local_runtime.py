@@ -31,7 +31,7 @@ from django.db import close_old_connections, connection, transaction
 from django.utils import timezone
 
 from executors.base import ExecutorError, Launch, LogChunk, Status, Submission
-from executors.local import LocalExecutor
+from executors.local.executor import LocalExecutor
 from jobs import dispatch, orchestrator
 from jobs.engine import ACTIVE_ATTEMPT, AttemptStatus, RunStatus
 from jobs.models import ProcessRun, TaskRun

@@ -6,7 +6,7 @@ from collections.abc import Iterator
 from dataclasses import dataclass, field
 
 from executors.base import ExecutorError
-from jobs.executors import executor_for
+from executors.registry import executor_for
 from jobs.models import TaskRun
 
 # A page, not an archive: the live log stream will page through the rest. Both caps hold,

@@ -10,6 +10,7 @@ from django.core.validators import MinValueValidator
 from django.db import models
 from django.db.models import Q
 
+from executors.registry import choices as executor_choices
 from jobs.engine import AttemptStatus, OverlapPolicy, RunStatus
 from jobs.schedule import CatchUp
 
@@ -22,12 +23,6 @@ class ScheduleKind(models.TextChoices):
     NONE = "none", "Manual / API only"
     CRON = "cron", "Cron"
     CONTINUOUS = "continuous", "Continuous"
-
-
-class ExecutorKind(models.TextChoices):
-    LOCAL = "local", "Local subprocess"
-    BATCH = "batch", "AWS Batch"
-    ECS = "ecs", "AWS ECS"
 
 
 class ProcessDefinition(models.Model):
@@ -85,9 +80,7 @@ class ProcessDefinition(models.Model):
 class TaskDefinition(models.Model):
     process = models.ForeignKey(ProcessDefinition, on_delete=models.CASCADE, related_name="tasks")
     name = models.SlugField(max_length=100)
-    executor = models.CharField(
-        max_length=8, choices=ExecutorKind.choices, default=ExecutorKind.LOCAL
-    )
+    executor = models.CharField(max_length=8, choices=executor_choices, default="local")
     config = models.JSONField(
         default=dict, help_text="Executor settings, checked against its schema."
     )
@@ -202,7 +195,7 @@ class TaskRun(models.Model):
     task_name = models.CharField(max_length=100)
     round = models.PositiveIntegerField(default=1)
     attempt = models.PositiveIntegerField(default=1)
-    executor = models.CharField(max_length=8, choices=ExecutorKind.choices)
+    executor = models.CharField(max_length=8, choices=executor_choices)
     status = models.CharField(
         max_length=12, choices=[(s.value, s.value) for s in AttemptStatus], db_index=True
     )

@@ -13,9 +13,9 @@ from django.utils import timezone
 
 from executors.base import ExecutorError, Launch
 from executors.config import ConfigError, validate_config
+from executors.registry import executor_for
 from jobs import orchestrator
 from jobs.engine import ACTIVE_ATTEMPT, AttemptStatus
-from jobs.executors import executor_for
 from jobs.models import TaskRun
 from jobs.snapshot import task_entry
 

@@ -17,9 +17,9 @@ from django.db.models.functions import Coalesce
 from django.utils import timezone
 
 from executors.base import ExecutorError, State, Status
+from executors.registry import executor_for
 from jobs import dispatch, orchestrator
 from jobs.engine import ACTIVE_ATTEMPT, AttemptStatus, RunStatus
-from jobs.executors import executor_for
 from jobs.local_runtime import local_runtime
 from jobs.models import ProcessDefinition, ProcessRun, ScheduleKind, TaskEvent, TaskRun
 from jobs.submission import HOST, after_submit, fail_unstarted

@@ -81,6 +81,14 @@ def make_process(name: str = "etl", tasks: dict | None = None, **fields) -> Proc
     return process
 
 
+def serve_memory(monkeypatch: pytest.MonkeyPatch, executor):
+    """Make ``executor`` the one that runs every task whose executor kind is ``memory``."""
+    import executors.memory
+
+    monkeypatch.setattr(executors.memory, "_shared", executor)
+    return executor
+
+
 # Hypothesis explores new examples on every local run; CI replays a fixed derivation so a
 # submission's result does not depend on luck (a failure found locally becomes a test).
 hypothesis_settings.register_profile("ci", derandomize=True)

@@ -19,7 +19,7 @@ from pathlib import Path
 from django.conf import settings
 from django.db import connection
 
-from executors.local import stat_fields
+from executors.local.executor import stat_fields
 from jobs.models import TaskRun
 
 ROOT = Path(__file__).resolve().parent.parent

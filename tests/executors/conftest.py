@@ -14,7 +14,7 @@ from pathlib import Path
 import pytest
 
 from executors.base import Launch, Status
-from executors.local import LocalExecutor
+from executors.local.executor import LocalExecutor
 
 
 def wait_until(predicate: Callable[[], object], timeout: float = 5.0) -> None:

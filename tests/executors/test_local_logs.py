@@ -3,7 +3,7 @@ from __future__ import annotations
 import pytest
 
 from executors.base import ExecutorError
-from executors.local import LOG_CHUNK
+from executors.local.executor import LOG_CHUNK
 
 from .conftest import make_launch
 

@@ -11,7 +11,7 @@ from pathlib import Path
 import pytest
 
 from executors.base import ExecutorError, State
-from executors.local import LocalExecutor
+from executors.local.executor import LocalExecutor
 
 from .conftest import is_alive, make_launch, pid_of, read_all, wait_until
 
@@ -192,7 +192,7 @@ def test_watcher_survives_failing_callbacks(make_executor, caplog):
         raise RuntimeError("database is down")
 
     executor = make_executor(on_exit)
-    with caplog.at_level(logging.ERROR, logger="executors.local"):
+    with caplog.at_level(logging.ERROR, logger="executors.local.executor"):
         first = executor.submit(make_launch(command=["true"]))
         wait_until(lambda: len(seen) == 1)
         second = executor.submit(make_launch(command=["false"]))

@@ -5,7 +5,7 @@ import time
 
 import pytest
 
-import executors.local
+import executors.local.executor
 from executors.base import ExecutorError, State
 
 from .conftest import is_alive, make_launch, pid_of, read_all, wait_until
@@ -80,7 +80,7 @@ def test_zero_grace_kills_at_once(executor, exits):
 
 
 def test_terminate_a_process_of_another_executor(make_executor, exits, monkeypatch):
-    monkeypatch.setattr(executors.local, "_DEFAULT_GRACE_S", 0.3)
+    monkeypatch.setattr(executors.local.executor, "_DEFAULT_GRACE_S", 0.3)
     owner = make_executor(exits)
     ended: list[tuple[str, object]] = []
     other = make_executor(ended.extend)

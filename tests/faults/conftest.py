@@ -16,17 +16,14 @@ import pytest
 from celery import current_app
 from kombu.exceptions import OperationalError
 
-import executors.config
-import jobs.executors
-import jobs.tasks  # registers the tasks the network delivers to
-from executors.memory import KIND, MemoryConfig, MemoryExecutor
+import jobs.tasks  # noqa: F401  (registers the tasks the network delivers to)
+from executors.memory import MemoryExecutor
+from tests.conftest import serve_memory
 
 
 def serve(monkeypatch: pytest.MonkeyPatch, executor: MemoryExecutor) -> MemoryExecutor:
     """Make ``executor`` the one that runs every task whose executor kind is ``memory``."""
-    monkeypatch.setitem(jobs.executors.EXECUTORS, KIND, lambda: executor)
-    monkeypatch.setitem(executors.config.CONFIG_SCHEMAS, KIND, MemoryConfig)
-    return executor
+    return serve_memory(monkeypatch, executor)
 
 
 @pytest.fixture

@@ -8,16 +8,16 @@ from datetime import UTC, datetime
 
 import pytest
 
-import jobs.executors
 from executors.base import ExecutorError, Launch, LogChunk, State, Status, Submission
 from jobs.models import ProcessRun, TaskEvent, TaskRun, Trigger
 from jobs.orchestrator import trigger_run
 from jobs.supervision import poll_running
-from tests.conftest import make_process
+from tests.conftest import make_process, serve_memory
 
 pytestmark = pytest.mark.django_db(transaction=True)
 
-BATCH = {"executor": "batch", "config": {"image": "busybox", "job_queue": "default"}}
+# A polled executor (as AWS Batch will be), played by the test under the "memory" kind.
+BATCH = {"executor": "memory", "config": {}}
 T0 = datetime(2026, 3, 1, 12, 0, 0, tzinfo=UTC)
 T1 = datetime(2026, 3, 1, 12, 5, 0, tzinfo=UTC)
 
@@ -25,7 +25,7 @@ T1 = datetime(2026, 3, 1, 12, 5, 0, tzinfo=UTC)
 class RemoteBatch:
     """Stands in for AWS Batch: answers from ``jobs``, records the id batches it was asked."""
 
-    kind = "batch"
+    kind = "memory"
     runs_on_submit = False
 
     def __init__(self) -> None:
@@ -55,8 +55,7 @@ class RemoteBatch:
 @pytest.fixture
 def remote(monkeypatch) -> RemoteBatch:
     fake = RemoteBatch()
-    monkeypatch.setitem(jobs.executors.EXECUTORS, "batch", lambda: fake)
-    return fake
+    return serve_memory(monkeypatch, fake)
 
 
 def submitted(task_run: TaskRun, external_id: str, status: str = "submitted") -> TaskRun:
@@ -188,7 +187,7 @@ def test_an_executor_error_is_logged_and_changes_nothing(remote, caplog):
     with caplog.at_level(logging.WARNING, logger="jobs.supervision"):
         assert poll_running() == 0
     assert state(run) == before
-    assert "polling batch failed: Rate exceeded" in caplog.text
+    assert "polling memory failed: Rate exceeded" in caplog.text
 
     assert poll_running() == 1, "the next poll picks the outcome up"
     run.refresh_from_db()

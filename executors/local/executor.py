@@ -41,8 +41,9 @@ from dataclasses import dataclass
 from datetime import UTC, datetime
 from pathlib import Path
 
-from .base import ExecutorError, Launch, LogChunk, State, Status, Submission
-from .config import ConfigError, LocalConfig, parse_config
+from executors.base import ExecutorError, Launch, LogChunk, State, Status, Submission
+from executors.config import ConfigError, parse_config
+from executors.local.config import LocalConfig
 
 log = logging.getLogger(__name__)
 

@@ -1,0 +1,1 @@
+"""AWS Batch: its config schema today; the executor comes with issue 6."""

@@ -1,0 +1,1 @@
+"""AWS ECS: its config schema today; the executor comes with issue 6."""
