@@ -194,7 +194,7 @@ class TaskRun(models.Model):
     run = models.ForeignKey(ProcessRun, on_delete=models.CASCADE, related_name="task_runs")
     task_name = models.CharField(max_length=100)
     round = models.PositiveIntegerField(default=1)
-    attempt = models.PositiveIntegerField(default=1)
+    number = models.PositiveIntegerField(default=1, help_text="The attempt's number in its round.")
     executor = models.CharField(max_length=8, choices=executor_choices)
     status = models.CharField(
         max_length=12, choices=[(s.value, s.value) for s in AttemptStatus], db_index=True
@@ -226,17 +226,17 @@ class TaskRun(models.Model):
         ordering = ["id"]
         constraints = [
             models.UniqueConstraint(
-                fields=["run", "task_name", "round", "attempt"], name="taskrun_unique_attempt"
+                fields=["run", "task_name", "round", "number"], name="taskrun_unique_attempt"
             ),
         ]
 
     def __str__(self) -> str:
-        return f"{self.task_name} #{self.attempt} ({self.status})"
+        return f"{self.task_name} #{self.number} ({self.status})"
 
     @property
     def idempotency_key(self) -> str:
         """Names the attempt at the executor: a retried submit finds the job, never starts two."""
-        return f"sundial-{self.run_id}-{self.pk}-{self.task_name}-{self.round}-{self.attempt}"
+        return f"sundial-{self.run_id}-{self.pk}-{self.task_name}-{self.round}-{self.number}"
 
 
 class TaskEvent(models.Model):

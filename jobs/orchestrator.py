@@ -342,7 +342,7 @@ def _apply(run: ProcessRun, action: engine.Action, now: datetime, events: list[T
                 run=run,
                 task_name=task,
                 round=round_,
-                attempt=number,
+                number=number,
                 executor=task_entry(run.snapshot, task)["executor"],
                 status=AttemptStatus.WAITING,
                 not_before=at,

@@ -129,7 +129,7 @@ ATTEMPT_FIELDS = (
     "pk",
     "task_name",
     "round",
-    "attempt",
+    "number",
     "status",
     "not_before",
     "started_at",

@@ -33,7 +33,7 @@ def task_environment(task_run: TaskRun) -> dict[str, str]:
     return {
         "SUNDIAL_RUN_ID": str(task_run.run_id),
         "SUNDIAL_TASK_RUN_ID": str(task_run.pk),
-        "SUNDIAL_ATTEMPT": str(task_run.attempt),
+        "SUNDIAL_ATTEMPT": str(task_run.number),
         "SUNDIAL_TASK": task_run.task_name,
         "SUNDIAL_PROCESS": task_run.run.snapshot["process"]["name"],
         "SUNDIAL_PARAMETERS": json.dumps(task_run.run.parameters),

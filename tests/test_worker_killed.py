@@ -35,7 +35,7 @@ def test_a_task_whose_worker_was_killed_is_failed_stopped_and_retried(tmp_path, 
     try:
         run = trigger_run(process, Trigger.API)
         first = wait_for(
-            lambda: TaskRun.objects.filter(run=run, status="running", attempt=1).first(),
+            lambda: TaskRun.objects.filter(run=run, status="running", number=1).first(),
             timeout=30,
         )
         orphan = task_pid(first)

@@ -24,7 +24,7 @@ def test_the_demo_runs_fails_once_retries_and_goes_green():
         ("load", 1, "succeeded"),
         ("transform", 2, "succeeded"),
     ]
-    failed = run.task_runs.get(task_name="transform", attempt=1)
+    failed = run.task_runs.get(task_name="transform", number=1)
     assert failed.reason == "exit code 1"
     with open(failed.log_ref, encoding="utf-8") as log:
         assert "upstream API timed out" in log.read()

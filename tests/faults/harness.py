@@ -585,7 +585,7 @@ def describe(h: Harness) -> list[str]:
     for a in TaskRun.objects.filter(run__definition=h.process).order_by("pk"):
         stop = f", stop asked ({a.terminate_as})" if a.terminate_requested_at else ""
         lines.append(
-            f"  attempt {a.pk}: run {a.run_id} {a.task_name} round {a.round} #{a.attempt} "
+            f"  attempt {a.pk}: run {a.run_id} {a.task_name} round {a.round} #{a.number} "
             f"{a.status}, job {a.external_id or '-'}, exit {a.exit_code}{stop} {a.reason!r}"
         )
     lines.append("jobs:")

@@ -148,7 +148,7 @@ def no_task_exceeds_its_attempts(h: Harness) -> None:
     numbers: dict[tuple[int, str, int], list[int]] = defaultdict(list)
     limits: dict[tuple[int, str], int] = {}
     for task_run in TaskRun.objects.filter(run__definition=h.process).select_related("run"):
-        numbers[task_run.run_id, task_run.task_name, task_run.round].append(task_run.attempt)
+        numbers[task_run.run_id, task_run.task_name, task_run.round].append(task_run.number)
         limits[task_run.run_id, task_run.task_name] = task_entry(
             task_run.run.snapshot, task_run.task_name
         )["max_attempts"]
@@ -213,7 +213,7 @@ def decisions_are_written_as_events(h: Harness) -> None:
                     f"{where} is {task_run.status} with events {dict(seen)}",
                 )
         expected = [
-            ("retry_scheduled", task_run.attempt > 1),
+            ("retry_scheduled", task_run.number > 1),
             ("terminating", task_run.terminate_requested_at is not None),
         ]
         for kind, due in expected:

@@ -77,7 +77,7 @@ def test_a_task_that_completes_during_the_shutdown_grace_is_not_run_again(tmp_pa
         worker.wait_for_output("stopping 1 local task(s)")
         finish.touch()  # its work is done within the grace
         worker.wait(timeout=GRACE_S + 25)
-        first = run.task_runs.get(attempt=1)
+        first = run.task_runs.get(number=1)
         assert first.exit_code == 0, "it completed within the grace"
 
         worker = Worker(tmp_path)

@@ -70,7 +70,7 @@ def _no_process_left():
 def _running_pids(run: ProcessRun) -> dict[int, int]:
     """attempt number -> pid, for every attempt whose process is alive now."""
     return {
-        t.attempt: task_pid(t)
+        t.number: task_pid(t)
         for t in run.task_runs.exclude(external_id="")
         if alive(task_pid(t)) or group_members(task_pid(t))
     }
@@ -120,7 +120,7 @@ def test_a_submit_resuming_after_its_recovery_does_not_run_beside_the_retry(
             timeout=10,
         )
         advance_run(run.pk)  # the retry's wake-up message
-        second = run.task_runs.get(attempt=2)
+        second = run.task_runs.get(number=2)
         assert submit_task_run(second.pk)
         wake.set()
         submitter.join(timeout=10)

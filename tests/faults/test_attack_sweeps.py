@@ -66,7 +66,7 @@ def test_sweeps_at_once_in_two_processes_end_an_orphan_once_and_retry_it_once(tm
 
         deadline = time.monotonic() + 30
         while not ProcessRun.objects.filter(pk=run.pk, finished_at__isnull=False).exists():
-            statuses = dict(run.task_runs.values_list("attempt", "status"))
+            statuses = dict(run.task_runs.values_list("number", "status"))
             if alive(pid) or group_members(pid):
                 assert statuses.get(2) not in LIVE, "attempt 2 runs beside attempt 1"
                 assert statuses[1] in LIVE, f"attempt 1 is {statuses[1]} while its process lives"
@@ -78,7 +78,7 @@ def test_sweeps_at_once_in_two_processes_end_an_orphan_once_and_retry_it_once(tm
         run.refresh_from_db()
         assert run.status == "succeeded"
         assert attempts(run) == [("job", 1, "failed"), ("job", 2, "succeeded")]
-        first = run.task_runs.get(attempt=1)
+        first = run.task_runs.get(number=1)
         kinds = list(TaskEvent.objects.filter(task_run=first).values_list("kind", flat=True))
         assert (kinds.count("lost"), kinds.count("failed")) == (1, 1), kinds
         assert ran.read_text().split() == ["1", "2"]

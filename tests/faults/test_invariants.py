@@ -64,8 +64,8 @@ def test_a_clean_run_keeps_every_promise(h):
 
 def second_live_attempt(h: Harness) -> None:
     run = extract_running(h)
-    TaskRun.objects.create(run=run, task_name="extract", attempt=2, executor="memory")
-    TaskRun.objects.filter(run=run, attempt=2).update(status="running")
+    TaskRun.objects.create(run=run, task_name="extract", number=2, executor="memory")
+    TaskRun.objects.filter(run=run, number=2).update(status="running")
 
 
 def final_run_with_a_live_job(h: Harness) -> None:
@@ -92,7 +92,7 @@ def event_missing(h: Harness) -> None:
 
 def attempts_exceeded(h: Harness) -> None:
     run = finished(h)
-    TaskRun.objects.create(run=run, task_name="extract", attempt=3, executor="memory")
+    TaskRun.objects.create(run=run, task_name="extract", number=3, executor="memory")
 
 
 def run_left_running(h: Harness) -> None:

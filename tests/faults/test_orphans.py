@@ -64,7 +64,7 @@ def _watch_until_finished(run: ProcessRun, pid: int, safety_net, timeout: float 
     deadline = time.monotonic() + timeout
     next_net = 0.0
     while True:
-        statuses = dict(run.task_runs.values_list("attempt", "status"))
+        statuses = dict(run.task_runs.values_list("number", "status"))
         finished = ProcessRun.objects.filter(pk=run.pk, finished_at__isnull=False).exists()
         if alive(pid) or group_members(pid):
             assert statuses.get(2) not in LIVE, f"attempt 2 is {statuses[2]} beside attempt 1"
@@ -80,7 +80,7 @@ def _watch_until_finished(run: ProcessRun, pid: int, safety_net, timeout: float 
 
 def _assert_one_after_the_other(run: ProcessRun, tmp_path) -> None:
     assert attempts(run) == [("job", 1, "failed"), ("job", 2, "succeeded")]
-    first, second = run.task_runs.order_by("attempt")
+    first, second = run.task_runs.order_by("number")
     assert first.reason.startswith("lost: no heartbeat"), first.reason
     assert second.started_at >= first.finished_at
     ended = float((tmp_path / "first-ended").read_text())

@@ -72,7 +72,7 @@ def test_a_stopping_worker_stops_its_tasks_records_them_and_the_retry_runs_elsew
         for name, pid in pids.items():
             assert not alive(pid), f"{name} outlived its worker"
             assert not group_members(pid), f"{name} left processes in its group"
-        first = {t.task_name: t for t in run.task_runs.filter(attempt=1)}
+        first = {t.task_name: t for t in run.task_runs.filter(number=1)}
         assert {name: (t.status, t.exit_code) for name, t in first.items()} == {
             "trapper": ("failed", 7),
             "ignorer": ("failed", -signal.SIGKILL),
@@ -80,7 +80,7 @@ def test_a_stopping_worker_stops_its_tasks_records_them_and_the_retry_runs_elsew
         for t in first.values():
             assert "worker stopped" in t.reason
         # The retries exist, and nothing was started on the worker that was stopping.
-        assert set(run.task_runs.filter(attempt=2).values_list("status", flat=True)) <= {
+        assert set(run.task_runs.filter(number=2).values_list("status", flat=True)) <= {
             "waiting",
             "ready",
         }, attempts(run)

@@ -44,4 +44,4 @@ def drive(run: ProcessRun, timeout: float = 20.0) -> ProcessRun:
 
 def attempts(run: ProcessRun) -> list[tuple[str, int, str]]:
     """(task, attempt, status) of every attempt, in creation order."""
-    return list(run.task_runs.order_by("id").values_list("task_name", "attempt", "status"))
+    return list(run.task_runs.order_by("id").values_list("task_name", "number", "status"))

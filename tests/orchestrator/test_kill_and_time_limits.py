@@ -69,7 +69,7 @@ def test_time_limit_kills_then_retries_only_if_the_task_says_so(retry_on_timeout
     run = drive(trigger_run(make_process("slow", {"slow": slow}), Trigger.MANUAL), timeout=30)
     assert run.status == "failed"
     assert attempts(run) == expected
-    first = run.task_runs.get(attempt=1)
+    first = run.task_runs.get(number=1)
     assert first.reason == "time limit of 1s exceeded"
     assert (first.finished_at - first.started_at).total_seconds() >= 1
     assert time.monotonic() - started < 20

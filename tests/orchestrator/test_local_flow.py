@@ -43,7 +43,7 @@ def test_failed_attempt_is_retried_and_the_run_goes_green(tmp_path):
     run = drive(trigger_run(process, Trigger.MANUAL))
     assert run.status == "succeeded"
     assert attempts(run) == [("flaky", 1, "failed"), ("flaky", 2, "succeeded")]
-    first = run.task_runs.get(attempt=1)
+    first = run.task_runs.get(number=1)
     assert first.exit_code == 3 and "exit code 3" in first.reason
 
 
