@@ -108,8 +108,8 @@ class Attempt:
     not_before: datetime | None = None  # backoff: may not become READY before this
     started_at: datetime | None = None  # when it began RUNNING
     finished_at: datetime | None = None
-    terminate_requested: bool = False
-    terminate_reason: str | None = None  # the Terminate reason, shown as "stopping: ..."
+    stop_requested: bool = False
+    stop_reason: str | None = None  # the Terminate reason, shown as "stopping: ..."
 
 
 @dataclass(frozen=True)
@@ -226,7 +226,7 @@ def step(state: RunState, now: datetime) -> Step:
                     wakes.append(a.not_before)
         elif st == AttemptStatus.RUNNING:
             deadline = _deadline(spec, a)
-            if deadline is not None and not a.terminate_requested:
+            if deadline is not None and not a.stop_requested:
                 if deadline <= now:
                     actions[spec.name] = Terminate(
                         a.id,
@@ -283,7 +283,7 @@ def _step_stopped(
             actions.append(Cancel(a.id, reason))
         elif a.status in ACTIVE_ATTEMPT:
             active = True
-            if not a.terminate_requested:
+            if not a.stop_requested:
                 actions.append(Terminate(a.id, reason, AttemptStatus.KILLED))
     if not active:  # cancelled attempts end at once, so they do not hold the run open
         actions.append(finish)
@@ -478,8 +478,8 @@ def waiting_reasons(state: RunState, now: datetime) -> dict[str, str]:
         a = latest[spec.name]
         if a.status in FINAL_ATTEMPT:
             continue
-        if a.status in ACTIVE_ATTEMPT and a.terminate_requested:
-            reason = a.terminate_reason
+        if a.status in ACTIVE_ATTEMPT and a.stop_requested:
+            reason = a.stop_reason
             reasons[spec.name] = f"stopping: {reason}" if reason else "stopping"
         elif a.status in PENDING_ATTEMPT and stop is not None:
             reasons[spec.name] = f"cancelling: {stop[0]}"

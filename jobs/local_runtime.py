@@ -143,11 +143,11 @@ class LocalRuntime:
             TaskRun.objects.filter(
                 pk__in=task_run_ids,
                 status__in=list(ACTIVE_ATTEMPT),
-                terminate_requested_at__isnull=True,  # a kill asked earlier keeps its reason
+                stop_requested_at__isnull=True,  # a kill asked earlier keeps its reason
             ).update(
-                terminate_requested_at=timezone.now(),
-                terminate_as=AttemptStatus.FAILED,
-                reason=reason,
+                stop_requested_at=timezone.now(),
+                stop_as=AttemptStatus.FAILED,
+                stop_reason=reason,
             )
         except Exception:
             # The exits are still recorded (as failures by signal); only the reason is lost.
@@ -260,8 +260,8 @@ class LocalRuntime:
         with self._lock:
             ids = [task_run_id for task_run_id, _ in self._owned.values()]
         for external_id, reason in TaskRun.objects.filter(
-            pk__in=ids, terminate_requested_at__isnull=False
-        ).values_list("external_id", "reason"):
+            pk__in=ids, stop_requested_at__isnull=False
+        ).values_list("external_id", "stop_reason"):
             try:
                 self.executor.terminate(external_id, reason)
             except ExecutorError as exc:

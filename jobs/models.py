@@ -208,10 +208,13 @@ class TaskRun(models.Model):
     exit_code = models.IntegerField(null=True, blank=True)
     reason = models.TextField(blank=True)
     reported_success = models.BooleanField(null=True, blank=True)
-    terminate_requested_at = models.DateTimeField(null=True, blank=True)
-    terminate_as = models.CharField(
+    # A stop asked for (kill, time limit, lost process, worker stopped): when, the status the
+    # attempt ends with, and why. ``reason`` is the final reason, once the attempt ended.
+    stop_requested_at = models.DateTimeField(null=True, blank=True)
+    stop_as = models.CharField(
         max_length=12, blank=True, help_text="The status an attempt being stopped ends with."
     )
+    stop_reason = models.TextField(blank=True)
     token = models.CharField(max_length=64, default=new_token, editable=False)
     created_at = models.DateTimeField(auto_now_add=True)
     submitting_at = models.DateTimeField(null=True, blank=True)

@@ -368,8 +368,8 @@ def request_stop(attempt_id: int, outcome: AttemptStatus, reason: str, now: date
     """
     return bool(
         TaskRun.objects.filter(
-            pk=attempt_id, status__in=_ACTIVE, terminate_requested_at__isnull=True
-        ).update(terminate_requested_at=now, terminate_as=outcome, reason=reason)
+            pk=attempt_id, status__in=_ACTIVE, stop_requested_at__isnull=True
+        ).update(stop_requested_at=now, stop_as=outcome, stop_reason=reason)
     )
 
 
@@ -513,7 +513,7 @@ def record_submission(task_run_id: int, external_id: str, log_ref: str, *, runni
     }
     attempt = TaskRun.objects.filter(pk=task_run_id)
     # The common case costs one statement; only a concurrent change needs the second.
-    if attempt.filter(status=AttemptStatus.SUBMITTING, terminate_requested_at__isnull=True).update(
+    if attempt.filter(status=AttemptStatus.SUBMITTING, stop_requested_at__isnull=True).update(
         **fields
     ):
         return False
@@ -579,13 +579,13 @@ def _finish_attempt(
     """End one attempt (if it is still active); returns the attempt as it now stands."""
     attempt = stored.attempt
     spec = task_spec(task_entry(run.snapshot, attempt.task))
-    terminated_as = AttemptStatus(stored.terminate_as) if stored.terminate_as else None
+    terminated_as = AttemptStatus(stored.stop_as) if stored.stop_as else None
     status, reason = engine.attempt_outcome(
         spec,
         outcome.exit_code,
         stored.reported_success,
         terminated_as,
-        attempt.terminate_reason or "",
+        attempt.stop_reason or "",
     )
     if outcome.note:
         # With no exit code the note *is* the explanation ("lost: ..."), unless the

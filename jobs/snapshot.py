@@ -134,8 +134,8 @@ ATTEMPT_FIELDS = (
     "not_before",
     "started_at",
     "finished_at",
-    "terminate_requested_at",
-    "reason",
+    "stop_requested_at",
+    "stop_reason",
 )
 
 
@@ -143,12 +143,12 @@ class StoredAttempt(NamedTuple):
     """An attempt as the engine sees it, plus what finishing it needs."""
 
     attempt: Attempt
-    terminate_as: str
+    stop_as: str
     reported_success: bool | None
 
 
 def _attempt(row: Sequence[Any]) -> Attempt:
-    pk, task, round_, number, status, not_before, started, finished, terminating, reason = row
+    pk, task, round_, number, status, not_before, started, finished, stopping, why = row
     return Attempt(
         id=pk,
         task=task,
@@ -158,9 +158,8 @@ def _attempt(row: Sequence[Any]) -> Attempt:
         not_before=not_before,
         started_at=started,
         finished_at=finished,
-        terminate_requested=terminating is not None,
-        # While an attempt is being stopped its reason field holds why (see orchestrator).
-        terminate_reason=reason if terminating else None,
+        stop_requested=stopping is not None,
+        stop_reason=why if stopping is not None else None,
     )
 
 
@@ -170,7 +169,7 @@ def attempt_of(task_run: TaskRun) -> Attempt:
 
 def load_attempts(run: ProcessRun) -> list[StoredAttempt]:
     """Every attempt of a run, in creation order, in one query."""
-    rows = run.task_runs.values_list(*ATTEMPT_FIELDS, "terminate_as", "reported_success")
+    rows = run.task_runs.values_list(*ATTEMPT_FIELDS, "stop_as", "reported_success")
     return [StoredAttempt(_attempt(row[:-2]), row[-2], row[-1]) for row in rows]
 
 

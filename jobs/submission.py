@@ -80,7 +80,7 @@ def submit_task_run(task_run_id: int) -> bool:
             fail_unstarted(task_run, f"could not start: {exc.message}")
             return True
         if TaskRun.objects.filter(
-            pk=task_run.pk, status=AttemptStatus.SUBMITTING, terminate_requested_at__isnull=True
+            pk=task_run.pk, status=AttemptStatus.SUBMITTING, stop_requested_at__isnull=True
         ).update(status=AttemptStatus.READY):
             raise SubmitLater(exc.message) from exc
         # A stop was asked while we tried: nothing started, so the attempt ends here (as
@@ -152,12 +152,12 @@ def _stop_stray(task_run: TaskRun, external_id: str) -> None:
 def terminate_task_run(task_run_id: int) -> None:
     """Ask the executor to stop an attempt whose termination the engine decided."""
     task_run = TaskRun.objects.filter(
-        pk=task_run_id, status__in=list(ACTIVE_ATTEMPT), terminate_requested_at__isnull=False
+        pk=task_run_id, status__in=list(ACTIVE_ATTEMPT), stop_requested_at__isnull=False
     ).first()
     if task_run is None or not task_run.external_id:
         return  # finished already, or still submitting (the submitter checks again)
     try:
-        executor_for(task_run.executor).terminate(task_run.external_id, task_run.reason)
+        executor_for(task_run.executor).terminate(task_run.external_id, task_run.stop_reason)
     except ExecutorError as exc:
         # E.g. a local process of another worker: its owner sees the request on its next tick.
         log.info("terminate %s deferred: %s", task_run.external_id, exc.message)

@@ -158,9 +158,7 @@ def reconcile() -> int:
     # a remote job that escapes a kill keeps costing money. Local processes are stopped by
     # their owner's tick, or as orphans by the sweep.
     for task_run_id, kind in (
-        TaskRun.objects.filter(
-            status__in=list(ACTIVE_ATTEMPT), terminate_requested_at__isnull=False
-        )
+        TaskRun.objects.filter(status__in=list(ACTIVE_ATTEMPT), stop_requested_at__isnull=False)
         .exclude(external_id="")
         .values_list("pk", "executor")
     ):

@@ -105,7 +105,7 @@ class Simulator:
         self.round = 1
         self.attempts: dict[int, Attempt] = {}
         self.plans: dict[int, tuple[datetime, int | None, bool | None]] = {}
-        self.terminate_as: dict[int, AttemptStatus] = {}
+        self.stop_as: dict[int, AttemptStatus] = {}
         self.seq = 0  # one per transaction (a step's actions, or one executor event)
         self.last_change: dict[str, int] = {}
         self.readied: list[tuple[str, int]] = []  # (task, seq) of each MarkReady
@@ -180,7 +180,7 @@ class Simulator:
                     self._set(a, status=S.KILLED, finished_at=self.now)
                 case Terminate(attempt_id=aid, outcome=outcome, reason=reason):
                     a = self.attempts[aid]
-                    assert a.status in ACTIVE_ATTEMPT and not a.terminate_requested, a
+                    assert a.status in ACTIVE_ATTEMPT and not a.stop_requested, a
                     if outcome == S.KILLED:
                         assert reason == self.stop_reason(), action
                     else:
@@ -188,8 +188,8 @@ class Simulator:
                         limit = self.specs[a.task].time_limit_s
                         assert limit is not None and a.started_at is not None
                         assert a.started_at + timedelta(seconds=limit) <= self.now
-                    self.terminate_as[aid] = outcome
-                    self._set(a, terminate_requested=True, terminate_reason=reason)
+                    self.stop_as[aid] = outcome
+                    self._set(a, stop_requested=True, stop_reason=reason)
                 case ScheduleRetry(task=name, round=round_, number=number, not_before=nb):
                     spec, last = self.specs[name], self.latest(name)
                     assert self.stop_reason() is None
@@ -221,7 +221,7 @@ class Simulator:
         out = []
         for a in self.attempts.values():
             # A stop request, or a READY/SUBMITTING/SUBMITTED attempt, can move right away.
-            if (a.terminate_requested and a.status in ACTIVE_ATTEMPT) or a.status in _STAGED:
+            if (a.stop_requested and a.status in ACTIVE_ATTEMPT) or a.status in _STAGED:
                 out.append((self.now, a.id))
             elif a.status == S.RUNNING:
                 out.append((self.plans[a.id][0], a.id))
@@ -232,8 +232,8 @@ class Simulator:
         self.seq += 1
         a = self.attempts[aid]
         spec = self.specs[a.task]
-        if a.terminate_requested:
-            status, _ = attempt_outcome(spec, -15, None, self.terminate_as[aid])
+        if a.stop_requested:
+            status, _ = attempt_outcome(spec, -15, None, self.stop_as[aid])
             self._set(a, status=status, finished_at=self.now)
         elif a.status == S.READY:
             self._set(a, status=S.SUBMITTING)
@@ -284,7 +284,7 @@ class Simulator:
         """The clock never passes a time limit unnoticed: wake_at must have stopped it."""
         for a in self.attempts.values():
             limit = self.specs[a.task].time_limit_s
-            if a.status == S.RUNNING and limit is not None and not a.terminate_requested:
+            if a.status == S.RUNNING and limit is not None and not a.stop_requested:
                 assert a.started_at is not None
                 assert self.now <= a.started_at + timedelta(seconds=limit), f"overran: {a}"
         deadline = self.deadline()

@@ -30,7 +30,7 @@ def test_active_attempts_are_terminated_and_hold_the_run_open(active):
 
 def test_no_second_terminate_and_no_finish_while_stopping():
     state = killed(
-        attempt("a", S.RUNNING, terminate_requested=True),
+        attempt("a", S.RUNNING, stop_requested=True),
         attempt("b", S.KILLED),
         attempt("c", S.SUCCEEDED),
     )

@@ -71,8 +71,8 @@ def test_stopping_shows_the_terminate_reason():
     state = make_state(
         [task("a"), task("b")],
         [
-            attempt("a", S.RUNNING, terminate_requested=True, terminate_reason="run killed"),
-            attempt("b", S.SUBMITTED, terminate_requested=True),
+            attempt("a", S.RUNNING, stop_requested=True, stop_reason="run killed"),
+            attempt("b", S.SUBMITTED, stop_requested=True),
         ],
     )
     assert waiting_reasons(state, T0) == {"a": "stopping: run killed", "b": "stopping"}

@@ -72,9 +72,7 @@ def test_finishes_failed_at_once_when_nothing_is_active():
 
 
 def test_no_finish_while_an_attempt_is_stopping_then_failed_with_the_reason():
-    stopping = attempt(
-        "extract", S.RUNNING, terminate_requested=True, terminate_reason=REASON, id=101
-    )
+    stopping = attempt("extract", S.RUNNING, stop_requested=True, stop_reason=REASON, id=101)
     rest = [attempt("clean", S.KILLED), attempt("load", S.KILLED)]
     assert step(limited(stopping, *rest), at(3700)) == Step((), None)
     status, reason = attempt_outcome(TASKS[0], -15, None, S.KILLED, REASON)

@@ -37,7 +37,7 @@ def test_running_without_start_time_has_no_deadline():
 
 
 def test_no_second_terminate_once_requested():
-    assert step(running(0, terminate_requested=True), at(100)) == Step((), None)
+    assert step(running(0, stop_requested=True), at(100)) == Step((), None)
 
 
 def test_no_limit_no_deadline():

@@ -75,7 +75,7 @@ def test_a_terminated_job_runs_until_the_test_ends_it(executor):
 
     assert executor.terminations == [("mem-1", "run killed"), ("mem-1", "again")]
     job = executor.job("mem-1")
-    assert (job.state, job.terminate_reason) == (State.RUNNING, "run killed")
+    assert (job.state, job.stop_reason) == (State.RUNNING, "run killed")
     assert executor.live() == [job], "inside its grace period"
 
     executor.finish("mem-1", 143, reason="terminated")
@@ -86,7 +86,7 @@ def test_terminating_a_finished_job_changes_nothing(executor):
     executor.submit(launch())
     executor.finish("mem-1", 0)
     executor.terminate("mem-1", "late")
-    assert executor.job("mem-1").terminate_reason is None
+    assert executor.job("mem-1").stop_reason is None
 
 
 def test_an_unknown_job_cannot_be_terminated(executor):

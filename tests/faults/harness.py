@@ -185,8 +185,8 @@ def job_exits(h: Harness) -> Step | None:
     if not live:
         return None
     job = h.rng.choice(live)
-    if job.terminate_reason is not None:
-        code, reason = 143, f"terminated: {job.terminate_reason}"
+    if job.stop_reason is not None:
+        code, reason = 143, f"terminated: {job.stop_reason}"
     else:
         code, reason = h.rng.choice((0, 0, 0, 1, 1, 137)), ""
     return Step(
@@ -545,7 +545,7 @@ def _deliver_everything(h: Harness) -> None:
 def _end_live_jobs(h: Harness) -> None:
     """Every job still live ends: a terminated one as terminated, any other successfully."""
     for job in h.executor.live():
-        code = 143 if job.terminate_reason is not None else 0
+        code = 143 if job.stop_reason is not None else 0
         perform(
             h,
             Step(
@@ -583,14 +583,14 @@ def describe(h: Harness) -> list[str]:
         lines.append(f"  run {run.pk}: {run.status}{kill} {run.reason!r}")
     lines.append("attempts:")
     for a in TaskRun.objects.filter(run__definition=h.process).order_by("pk"):
-        stop = f", stop asked ({a.terminate_as})" if a.terminate_requested_at else ""
+        stop = f", stop asked ({a.stop_as})" if a.stop_requested_at else ""
         lines.append(
             f"  attempt {a.pk}: run {a.run_id} {a.task_name} round {a.round} #{a.number} "
             f"{a.status}, job {a.external_id or '-'}, exit {a.exit_code}{stop} {a.reason!r}"
         )
     lines.append("jobs:")
     for job in h.executor.jobs():
-        stop = f", asked to terminate ({job.terminate_reason})" if job.terminate_reason else ""
+        stop = f", asked to terminate ({job.stop_reason})" if job.stop_reason else ""
         lines.append(
             f"  {job.external_id}: attempt {job.launch.task_run_id} {job.state}, "
             f"exit {job.exit_code}{stop}"

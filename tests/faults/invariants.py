@@ -125,7 +125,7 @@ def stops_reach_the_executor(h: Harness) -> None:
     """
     asked = {external_id for external_id, _ in h.executor.terminations}
     for task_run in TaskRun.objects.filter(
-        run__definition=h.process, terminate_requested_at__isnull=False
+        run__definition=h.process, stop_requested_at__isnull=False
     ):
         job = _live_jobs(h).get(task_run.pk)
         if job is not None and job.external_id not in asked:
@@ -214,7 +214,7 @@ def decisions_are_written_as_events(h: Harness) -> None:
                 )
         expected = [
             ("retry_scheduled", task_run.number > 1),
-            ("terminating", task_run.terminate_requested_at is not None),
+            ("terminating", task_run.stop_requested_at is not None),
         ]
         for kind, due in expected:
             if seen[kind] != int(due):

@@ -176,7 +176,7 @@ def test_a_submit_whose_record_was_cut_off_is_adopted_not_killed_as_lost(setting
     assert beat is not None and timezone.now() - beat < timedelta(seconds=1.5), "it is alive"
     reconcile()
     job.refresh_from_db()
-    assert job.terminate_requested_at is None and job.status in LIVE, (
+    assert job.stop_requested_at is None and job.status in LIVE, (
         f"a supervised process with a fresh heartbeat was stopped: {job.status} {job.reason}"
     )
 
@@ -274,7 +274,7 @@ def test_a_kill_released_with_a_submit_never_leaves_a_live_process(settings):
                 break
             assert time.monotonic() < deadline, f"iteration {i}: {attempts(run)}"
             for pk in run.task_runs.filter(
-                status__in=LIVE, terminate_requested_at__isnull=False
+                status__in=LIVE, stop_requested_at__isnull=False
             ).values_list("pk", flat=True):
                 terminate_task_run(pk)  # the terminate message a worker would receive
             advance_run(run.pk)  # the advance message

@@ -92,7 +92,7 @@ def test_a_kill_that_decided_on_a_ready_attempt_stops_it_when_a_submit_claims_it
     run.refresh_from_db()
     assert run.status == "running", "never final while one of its attempts is active"
     attempt.refresh_from_db()
-    assert attempt.terminate_requested_at is not None, "the claimed attempt is being stopped"
+    assert attempt.stop_requested_at is not None, "the claimed attempt is being stopped"
     run = drive(run)  # the owner (this process's runtime) carries the stop out
     assert run.status == "killed"
     assert attempts(run) == [("work", 1, "killed")]

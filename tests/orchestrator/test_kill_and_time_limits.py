@@ -94,7 +94,7 @@ def test_kill_arriving_while_submitting_is_carried_out_once_submitted(admin_user
     TaskRun.objects.filter(pk=sleepy.pk).update(status="submitting")
     request_kill(run.pk, user=admin_user)
     sleepy.refresh_from_db()
-    assert sleepy.status == "submitting" and sleepy.terminate_requested_at is not None
+    assert sleepy.status == "submitting" and sleepy.stop_requested_at is not None
     # Replay the claim the worker made, so this test runs the rest of that worker's submit.
     TaskRun.objects.filter(pk=sleepy.pk).update(status="ready")
     assert submit_task_run(sleepy.pk)

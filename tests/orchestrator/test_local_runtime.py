@@ -74,8 +74,8 @@ def test_a_kill_request_written_by_another_process_is_carried_out_by_the_owner(s
     # What a worker on another host does: it cannot signal the process, so it only writes
     # the request; this process's runtime must see it on its next tick.
     TaskRun.objects.filter(pk=task_run.pk).update(
-        terminate_requested_at=timezone.now(),
-        terminate_as="killed",
+        stop_requested_at=timezone.now(),
+        stop_as="killed",
         reason="killed from another host",
     )
     run = drive(task_run.run)

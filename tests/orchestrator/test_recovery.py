@@ -49,7 +49,7 @@ def test_an_orphan_on_another_host_is_given_up_on_only_after_the_unreachable_win
     assert stop_lost_local_attempts() == 1
     job.refresh_from_db()
     assert job.status == "running", "a sweep on its own host may still stop it"
-    assert job.reason.startswith("lost: no heartbeat"), "the page says why it is stopping"
+    assert job.stop_reason.startswith("lost: no heartbeat"), "the page says why it is stopping"
 
     settings.SUNDIAL_ORPHAN_UNREACHABLE_AFTER_S = 1
     stop_lost_local_attempts()
