@@ -35,6 +35,7 @@ from executors.local.executor import LocalExecutor
 from jobs import dispatch, orchestrator
 from jobs.engine import ACTIVE_ATTEMPT, AttemptStatus, RunStatus
 from jobs.models import ProcessRun, TaskRun
+from jobs.submission import submit_task_run
 
 log = logging.getLogger(__name__)
 
@@ -303,8 +304,6 @@ def local_runtime() -> LocalRuntime:
     global _runtime
     with _runtime_lock:
         if _runtime is None or _runtime[0] != os.getpid():
-            from jobs.submission import submit_task_run  # it imports the executors' table
-
             _runtime = (os.getpid(), LocalRuntime(submit_task_run))
             # Also on a cold shutdown, which skips Celery's worker_shutdown signal.
             atexit.register(shutdown_local_runtime)
