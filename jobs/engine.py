@@ -428,6 +428,12 @@ def attempt_outcome(
         # Our own stop (lost, worker stopped), not the task's fault: a task that still ends
         # well within its grace succeeded; otherwise the stop is why it failed.
         if exit_code is None:
+            if reported_success is True:
+                # An orphan's exit code dies with its worker; its own word is what is left.
+                return (
+                    AttemptStatus.SUCCEEDED,
+                    f"success reported; exit code unknown ({stop_reason or 'stopped'})",
+                )
             return AttemptStatus.FAILED, stop_reason or "stopped"
         status, how = attempt_outcome(spec, exit_code, reported_success, None)
         if status == AttemptStatus.SUCCEEDED:

@@ -30,6 +30,15 @@ EXPLICIT = task("a", require_explicit_success=True)
         # Our own stop (lost, worker stopped): a task that still ends well succeeded.
         (PLAIN, -15, None, S.FAILED, (S.FAILED, "stopped (killed by signal 15 (SIGTERM))")),
         (PLAIN, None, None, S.FAILED, (S.FAILED, "stopped")),
+        (PLAIN, None, False, S.FAILED, (S.FAILED, "stopped")),
+        # A lost process's exit code is unknowable; a success it reported still counts.
+        (
+            PLAIN,
+            None,
+            True,
+            S.FAILED,
+            (S.SUCCEEDED, "success reported; exit code unknown (stopped)"),
+        ),
         (PLAIN, 0, None, S.FAILED, (S.SUCCEEDED, "exit code 0")),
         (EXPLICIT, 0, True, S.FAILED, (S.SUCCEEDED, "exit code 0, success reported")),
         (EXPLICIT, 0, None, S.FAILED, (S.FAILED, "stopped (exited 0 without reporting success)")),
