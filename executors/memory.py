@@ -56,7 +56,7 @@ class Job:
     reason: str = ""
     started_at: datetime | None = None
     ended_at: datetime | None = None
-    terminate_reason: str | None = None  # set by the first terminate(); the job runs on
+    stop_reason: str | None = None  # set by the first terminate(); the job runs on
     log: tuple[str, ...] = ()
 
     @property
@@ -122,8 +122,8 @@ class MemoryExecutor:
             self.terminations.append((external_id, reason))
             self._raise_armed_failure("terminate")
             job = self._get(external_id)
-            if not job.finished and job.terminate_reason is None:
-                self._jobs[external_id] = replace(job, terminate_reason=reason)
+            if not job.finished and job.stop_reason is None:
+                self._jobs[external_id] = replace(job, stop_reason=reason)
 
     def read_logs(self, log_ref: str, cursor: str | None) -> LogChunk:
         with self._lock:
