@@ -20,7 +20,9 @@ from django.conf import settings
 from django.db import connection
 
 from executors.local.executor import stat_fields
-from jobs.models import TaskRun
+from jobs.models import ProcessRun, TaskRun
+from jobs.supervision import reconcile, sweep
+from tests.orchestrator.driving import wait_for
 
 ROOT = Path(__file__).resolve().parent.parent
 
@@ -156,3 +158,16 @@ def wait_until_this_process_recorded_its_exits(timeout: float = 15.0) -> None:
         if time.monotonic() > deadline:
             raise AssertionError(f"this process's local runtime still busy after {timeout}s")
         time.sleep(0.02)
+
+
+def finish_with_safety_nets(run: ProcessRun, timeout: float = 40) -> None:
+    """Run beat's safety nets (sweep, reconcile) until the run has finished, once a fault ends."""
+
+    def finished():
+        """the run to finish once beat's safety nets run again"""
+        sweep()
+        reconcile()
+        run.refresh_from_db()
+        return run.finished_at is not None
+
+    wait_for(finished, timeout=timeout, interval=0.5)

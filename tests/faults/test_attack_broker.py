@@ -15,10 +15,9 @@ from celery import current_app
 
 from jobs.models import Trigger
 from jobs.orchestrator import trigger_run
-from jobs.supervision import reconcile, sweep
 from tests.conftest import make_process
 from tests.orchestrator.driving import attempts, wait_for
-from tests.workers import Worker, stop_task_processes
+from tests.workers import Worker, finish_with_safety_nets, stop_task_processes
 
 pytestmark = [pytest.mark.django_db(transaction=True), pytest.mark.postgres]
 
@@ -95,15 +94,7 @@ def test_a_broker_outage_loses_no_exit_and_runs_nothing_twice(tmp_path, settings
         wait_for(lambda: run.task_runs.filter(task_name="then", status="running").exists())
         time.sleep(3)  # the outage's length, not a synchronisation
         server = _redis(port, tmp_path)
-
-        def finished():
-            """the run to finish once beat's safety nets run again"""
-            sweep()
-            reconcile()
-            run.refresh_from_db()
-            return run.finished_at is not None
-
-        wait_for(finished, timeout=40, interval=0.5)
+        finish_with_safety_nets(run)
         runs = {path.name: path.read_text().split() for path in ran.iterdir()}
         assert runs == {"first": ["1"], "then": ["1"], "flaky": ["1", "2"]}, attempts(run)
         assert run.status == "succeeded", attempts(run)

@@ -10,10 +10,16 @@ from django.db import connection
 from jobs.engine import ACTIVE_ATTEMPT, FINAL_RUN
 from jobs.models import ProcessRun, Trigger
 from jobs.orchestrator import request_kill, trigger_run
-from jobs.supervision import reconcile, sweep
 from tests.conftest import make_process, purge_task_queue
 from tests.orchestrator.driving import attempts, wait_for
-from tests.workers import Worker, alive, group_members, stop_task_processes, task_pid
+from tests.workers import (
+    Worker,
+    alive,
+    finish_with_safety_nets,
+    group_members,
+    stop_task_processes,
+    task_pid,
+)
 
 pytestmark = [pytest.mark.django_db(transaction=True), pytest.mark.redis, pytest.mark.postgres]
 
@@ -115,15 +121,7 @@ def test_terminated_database_connections_lose_no_exit_and_run_nothing_twice(tmp_
         time.sleep(4)  # the fault's duration, not a synchronisation
         stop.set()
         chaos.join()
-
-        def finished():
-            """the run to finish once the connections are left alone"""
-            sweep()
-            reconcile()
-            run.refresh_from_db()
-            return run.finished_at is not None
-
-        wait_for(finished, timeout=40, interval=0.5)
+        finish_with_safety_nets(run)  # once the connections are left alone
         runs_per_leaf = {path.name: len(path.read_text().split()) for path in ran.iterdir()}
         twice = {name: n for name, n in runs_per_leaf.items() if n > 1}
         assert not twice, (
