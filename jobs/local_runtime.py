@@ -108,6 +108,10 @@ class LocalRuntime:
             self._start_threads()
         self.executor.terminate(external_id, reason)
 
+    def stop_stray(self, external_id: str) -> None:
+        """Stop a process on this host whose attempt has already ended (nothing to record)."""
+        self.executor.terminate(external_id, "its attempt has ended")
+
     def shutdown(self, reason: str = "worker stopped") -> None:
         """Stop every process of this worker and record how each ended; then stop."""
         with self._lock:

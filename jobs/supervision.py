@@ -84,6 +84,35 @@ def stop_lost_local_attempts() -> int:
     return len(lost)
 
 
+def stop_strays_here() -> int:
+    """Stop processes on this host that still run for a lost attempt that has ended.
+
+    A lost process on a host whose workers were all gone is given up on after a while (its
+    attempt fails, saying it may still run, and is retried); when a worker is back on that
+    host, this finds the process and stops it. Only lost attempts of the last day are
+    looked at: few, and each costs one read of /proc.
+    """
+    since = timezone.now() - timedelta(days=1)
+    ended = list(
+        TaskRun.objects.filter(
+            executor="local",
+            worker_host=HOST,
+            stop_as=AttemptStatus.FAILED,
+            finished_at__gte=since,
+        )
+        .exclude(status__in=list(ACTIVE_ATTEMPT))
+        .exclude(external_id="")
+        .values_list("external_id", flat=True)
+    )
+    if not ended:
+        return 0
+    local = local_runtime()
+    strays = [eid for eid, st in local.statuses(ended).items() if st.state == State.RUNNING]
+    for external_id in strays:
+        local.stop_stray(external_id)
+    return len(strays)
+
+
 def _lost_note(heartbeat: datetime | None) -> str:
     since = f"since {heartbeat:%H:%M:%S} UTC" if heartbeat else "ever"
     return f"lost: no heartbeat {since} (its worker stopped)"
@@ -153,7 +182,7 @@ def sweep() -> int:
 def reconcile() -> int:
     """Re-enqueue what the database says is due, in case its message was lost."""
     now = timezone.now()
-    count = recover_stuck_submissions() + stop_lost_local_attempts()
+    count = recover_stuck_submissions() + stop_lost_local_attempts() + stop_strays_here()
     # A decided stop whose message was lost (or whose executor call failed) is sent again:
     # a remote job that escapes a kill keeps costing money. Local processes are stopped by
     # their owner's tick, or as orphans by the sweep.

@@ -7,9 +7,10 @@ from datetime import timedelta
 import pytest
 from django.utils import timezone
 
+from executors.local.executor import stat_fields
 from jobs.models import TaskRun, Trigger
 from jobs.orchestrator import trigger_run
-from jobs.supervision import reconcile, stop_lost_local_attempts
+from jobs.supervision import reconcile, stop_lost_local_attempts, stop_strays_here
 from tests.conftest import make_process
 from tests.orchestrator.driving import attempts, drive, wait_for
 
@@ -107,3 +108,28 @@ def test_a_run_whose_first_step_message_was_lost_is_advanced_by_reconcile():
     )
     reconcile()
     assert run.task_runs.get(task_name="b").status == "ready"
+
+
+def test_a_process_given_up_on_is_stopped_when_a_worker_is_back_on_its_host(settings):
+    """Its attempt failed as unreachable (no worker on its host); the process ran on."""
+    process = make_process("stray", {"job": RETRYING})
+    run = trigger_run(process, Trigger.MANUAL)
+    job = run.task_runs.get()
+    stray = subprocess.Popen(["sleep", "60"], start_new_session=True)
+    try:
+        external_id = f"{socket.gethostname()}:{stray.pid}:{stat_fields(stray.pid)[19]}"
+        TaskRun.objects.filter(pk=job.pk).update(
+            status="failed",
+            worker_host=socket.gethostname(),
+            external_id=external_id,
+            stop_requested_at=timezone.now(),
+            stop_as="failed",
+            finished_at=timezone.now(),
+            reason="lost: …; its process on host h could not be stopped from here",
+        )
+        assert stop_strays_here() == 1
+        assert wait_for(lambda: stray.poll() is not None), "the stray is stopped"
+        assert stop_strays_here() == 0
+    finally:
+        stray.kill()
+        stray.wait()
