@@ -35,6 +35,7 @@ from jobs.submission import SubmitLater
 from tests.conftest import make_process
 from tests.faults.conftest import Message, Network, deliver
 from tests.faults.invariants import ALWAYS, Violation, live_attempts, stops_reach_the_executor
+from tests.orchestrator import driving
 
 MAX_RUNS = 3  # triggers per sequence
 QUIESCE_ROUNDS = 100  # a safety net: a round that changes nothing ends the quiescing
@@ -400,26 +401,17 @@ def next_step(h: Harness) -> Step:
 
 
 def _in_threads(steps: tuple[Step, ...]) -> list[tuple[object, Exception | None]]:
-    """Run the calls in threads released at the same instant; (result, exception) each."""
-    barrier = threading.Barrier(len(steps))
-    results: list[tuple[object, Exception | None]] = [(None, None)] * len(steps)
+    """Run the steps in threads released at the same instant (each after its head start's
+    delay); (result, exception) each, settled in the main thread."""
 
-    def run(i: int, step: Step) -> None:
-        barrier.wait()
-        time.sleep(step.delay)
-        try:
-            results[i] = (step.call(), None)
-        except Exception as exc:  # settled in the main thread
-            results[i] = (None, exc)
-        finally:
-            connection.close()
+    def delayed(step: Step) -> Callable[[], object]:
+        def call() -> object:
+            time.sleep(step.delay)
+            return step.call()
 
-    threads = [threading.Thread(target=run, args=(i, s)) for i, s in enumerate(steps)]
-    for thread in threads:
-        thread.start()
-    for thread in threads:
-        thread.join()
-    return results
+        return call
+
+    return driving.race(*(delayed(step) for step in steps))
 
 
 def _alone(step: Step) -> list[tuple[object, Exception | None]]:

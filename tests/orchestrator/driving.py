@@ -2,7 +2,12 @@
 
 from __future__ import annotations
 
+import threading
 import time
+from collections.abc import Callable
+from typing import Any
+
+from django.db import connection
 
 from jobs.engine import FINAL_RUN, AttemptStatus
 from jobs.models import ProcessRun, TaskRun
@@ -45,3 +50,28 @@ def drive(run: ProcessRun, timeout: float = 20.0) -> ProcessRun:
 def attempts(run: ProcessRun) -> list[tuple[str, int, str]]:
     """(task, attempt, status) of every attempt, in creation order."""
     return list(run.task_runs.order_by("id").values_list("task_name", "number", "status"))
+
+
+def race(*calls: Callable[[], Any]) -> list[tuple[Any, Exception | None]]:
+    """Run the calls in threads released at the same instant; (result, exception) of each.
+
+    Each thread closes its own database connection, as a worker thread's would be.
+    """
+    barrier = threading.Barrier(len(calls))
+    outcomes: list[tuple[Any, Exception | None]] = [(None, None)] * len(calls)
+
+    def run(i: int, call: Callable[[], Any]) -> None:
+        barrier.wait()
+        try:
+            outcomes[i] = (call(), None)
+        except Exception as exc:  # the caller decides what it means
+            outcomes[i] = (None, exc)
+        finally:
+            connection.close()
+
+    threads = [threading.Thread(target=run, args=(i, c)) for i, c in enumerate(calls)]
+    for thread in threads:
+        thread.start()
+    for thread in threads:
+        thread.join()
+    return outcomes

@@ -1,37 +1,24 @@
 """Made-to-happen races: a message delivered twice, two workers advancing one run."""
 
-import threading
-
 import pytest
-from django.db import connection
 
 from jobs.models import TaskEvent, TaskRun, Trigger
 from jobs.orchestrator import Outcome, advance_run, record_outcomes, trigger_run
 from jobs.submission import submit_task_run
 from tests.conftest import make_process
+from tests.orchestrator import driving
 from tests.orchestrator.driving import attempts, drive
 
 pytestmark = pytest.mark.django_db(transaction=True)
 
 
 def race(*calls):
-    """Run the calls in threads released at the same instant; return their results."""
-    barrier = threading.Barrier(len(calls))
-    results = [None] * len(calls)
-
-    def run(i, call):
-        barrier.wait()
-        try:
-            results[i] = call()
-        finally:
-            connection.close()
-
-    threads = [threading.Thread(target=run, args=(i, c)) for i, c in enumerate(calls)]
-    for thread in threads:
-        thread.start()
-    for thread in threads:
-        thread.join()
-    return results
+    """Run the calls in threads released at the same instant; their results (none may raise)."""
+    outcomes = driving.race(*calls)
+    for _, exc in outcomes:
+        if exc is not None:
+            raise exc
+    return [result for result, _ in outcomes]
 
 
 def test_a_submit_message_delivered_twice_starts_one_process(tmp_path):
