@@ -126,8 +126,9 @@ def trigger_run(
         elif run.status == RunStatus.QUEUED:
             # A replacing run waits for the runs it replaces to stop; if they already
             # have (nothing of theirs was active), it starts now.
-            _start_next_queued(definition)
-        run.refresh_from_db()
+            started = _start_next_queued(definition)
+            if started is not None and started.pk == run.pk:
+                run = started
     return run
 
 
