@@ -7,7 +7,7 @@ return plain values; the shell in ``jobs/`` records what they say.
 from __future__ import annotations
 
 from collections.abc import Mapping, Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from datetime import datetime
 from enum import StrEnum
 from typing import Any, Protocol
@@ -37,6 +37,9 @@ class Launch:
 class Submission:
     external_id: str
     log_ref: str
+    # What the job asked for, as far as the executor knows it (vcpu, memory_mib, gpu,
+    # disk_gib, platform): recorded on the attempt, shown on the run page, priced.
+    resources: Mapping[str, Any] = field(default_factory=dict)
 
 
 class State(StrEnum):
@@ -53,6 +56,14 @@ class Status:
     reason: str = ""
     started_at: datetime | None = None
     ended_at: datetime | None = None
+    # The executor's own word for the state when it says more than ``state`` does, e.g.
+    # Batch's RUNNABLE ("waiting for capacity") inside PENDING.
+    detail: str = ""
+    # Where the job ran, once known: "Fargate", "EC2 m5.large (spot)".
+    placement: str = ""
+    # Classified by the executor, which alone knows its platform's words for them:
+    out_of_memory: bool = False  # killed for using more memory than it asked for
+    permanent: bool = False  # trying again cannot help (image not found, bad definition)
 
 
 @dataclass(frozen=True)

@@ -205,6 +205,14 @@ class TaskRun(models.Model):
     worker_host = models.CharField(max_length=255, blank=True)
     external_id = models.CharField(max_length=512, blank=True)
     log_ref = models.CharField(max_length=1024, blank=True)
+    # What the job asked for (vcpu, memory_mib, gpu, disk_gib, platform), as its executor
+    # reported at submit, and where it ran once known: the run page shows and prices both.
+    resources = models.JSONField(default=dict, blank=True)
+    placement = models.CharField(max_length=200, blank=True)
+    # A polled executor's own word for a waiting job (Batch's RUNNABLE: waiting for
+    # capacity) and since when it has said it, so the page can say for how long.
+    executor_state = models.CharField(max_length=32, blank=True)
+    executor_state_since = models.DateTimeField(null=True, blank=True)
     exit_code = models.IntegerField(null=True, blank=True)
     reason = models.TextField(blank=True)
     reported_success = models.BooleanField(null=True, blank=True)

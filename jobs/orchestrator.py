@@ -531,6 +531,8 @@ class Outcome:
     exit_code: int | None
     note: str = ""  # added to the reason, e.g. "lost: no heartbeat since 14:05:00 UTC"
     ended_at: datetime | None = None  # when the executor saw it end; default: now
+    out_of_memory: bool = False  # as the executor classified it (Status.out_of_memory)
+    permanent: bool = False  # as the executor classified it: a retry cannot help
 
 
 def record_outcomes(outcomes: Sequence[Outcome], *, continue_locally: bool = False) -> list[int]:
