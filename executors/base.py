@@ -39,7 +39,7 @@ class Submission:
     log_ref: str
     # What the job asked for, as far as the executor knows it (vcpu, memory_mib, gpu,
     # disk_gib, platform): recorded on the attempt, shown on the run page, priced.
-    resources: Mapping[str, Any] = field(default_factory=dict)
+    resources: Mapping[str, Any] = field(default_factory=dict, hash=False)
 
 
 class State(StrEnum):
