@@ -31,6 +31,11 @@ class Launch:
     idempotency_key: str  # unique per attempt; submitting twice with it starts one job
     config: Mapping[str, Any]  # validated by the executor kind's config schema
     env: Mapping[str, str]  # SUNDIAL_* variables plus the task's own environment
+    # Names for what the executor creates (job definitions, tags): process and task slugs,
+    # and the attempt as the pages show it ("1.2": round 1, attempt 2).
+    process: str = ""
+    task: str = ""
+    attempt: str = ""
 
 
 @dataclass(frozen=True)
@@ -80,8 +85,9 @@ class Executor(Protocol):
 
     def submit(self, launch: Launch) -> Submission: ...
 
-    def find(self, idempotency_key: str) -> Submission | None:
-        """The job an earlier ``submit`` with this key started, if any (crash recovery)."""
+    def find(self, launch: Launch) -> Submission | None:
+        """The job an earlier ``submit`` of this launch started, if any (crash recovery): found
+        by its idempotency key, where the launch's config says to look."""
 
     def statuses(self, external_ids: Sequence[str]) -> dict[str, Status]: ...
 

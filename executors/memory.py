@@ -103,10 +103,10 @@ class MemoryExecutor:
                 raise SimulatedCrash(f"worker died after submitting {external_id}")
             return _submission(external_id)
 
-    def find(self, idempotency_key: str) -> Submission | None:
+    def find(self, launch: Launch) -> Submission | None:
         with self._lock:
             self._raise_armed_failure("find")
-            external_id = self._by_key.get(idempotency_key)
+            external_id = self._by_key.get(launch.idempotency_key)
             return _submission(external_id) if external_id else None
 
     def statuses(self, external_ids: Sequence[str]) -> dict[str, Status]:

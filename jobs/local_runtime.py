@@ -74,9 +74,9 @@ class LocalRuntime:
             self._owned[submission.external_id] = (launch.task_run_id, launch.run_id)
         return submission
 
-    def find(self, idempotency_key: str) -> Submission | None:
-        """The process an earlier submit with this key started on this host, if it runs."""
-        return self.executor.find(idempotency_key)
+    def find(self, launch: Launch) -> Submission | None:
+        """The process an earlier submit of this launch started on this host, if it runs."""
+        return self.executor.find(launch)
 
     def statuses(self, external_ids: Sequence[str]) -> dict[str, Status]:
         return self.executor.statuses(external_ids)

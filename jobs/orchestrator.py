@@ -27,6 +27,7 @@ from django.db.models import Case, Exists, F, OuterRef, Value, When
 from django.db.models.functions import Coalesce
 from django.utils import timezone
 
+from executors.base import Submission
 from jobs import dispatch, engine
 from jobs.engine import (
     ACTIVE_ATTEMPT,
@@ -492,7 +493,7 @@ def retry_failed_tasks(run_id: int, *, user: User | None = None) -> list[str]:
 # ---- attempts reporting back ----
 
 
-def record_submission(task_run_id: int, external_id: str, log_ref: str, *, running: bool) -> bool:
+def record_submission(task_run_id: int, submission: Submission, *, running: bool) -> bool:
     """Save what the executor said; True if the job must be stopped (the caller must act).
 
     That is when a stop was asked meanwhile, or when the attempt is no longer the submitting
@@ -502,8 +503,9 @@ def record_submission(task_run_id: int, external_id: str, log_ref: str, *, runni
     now = timezone.now()
     new_status = AttemptStatus.RUNNING if running else AttemptStatus.SUBMITTED
     fields = {
-        "external_id": external_id,
-        "log_ref": log_ref,
+        "external_id": submission.external_id,
+        "log_ref": submission.log_ref,
+        "resources": dict(submission.resources),
         "submitted_at": now,
         "heartbeat_at": now,
         # A fast process can exit (and be recorded) before this UPDATE: keep its outcome.

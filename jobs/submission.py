@@ -11,7 +11,7 @@ from django.conf import settings
 from django.db import DatabaseError, connection
 from django.utils import timezone
 
-from executors.base import ExecutorError, Launch
+from executors.base import ExecutorError, Launch, Submission
 from executors.config import ConfigError, validate_config
 from executors.registry import executor_for
 from jobs import orchestrator
@@ -42,6 +42,23 @@ def task_environment(task_run: TaskRun) -> dict[str, str]:
     }
 
 
+def launch_for(task_run: TaskRun) -> Launch:
+    """What the executor is handed for this attempt (at submit, and to find it after a crash);
+    ConfigError if the task's config does not fit its kind's schema."""
+    entry = task_entry(task_run.run.snapshot, task_run.task_name)
+    return Launch(
+        task_run_id=task_run.pk,
+        run_id=task_run.run_id,
+        idempotency_key=task_run.idempotency_key,
+        # Checked again here: a definition saved outside the admin was never validated.
+        config=validate_config(task_run.executor, entry["config"]),
+        env=task_environment(task_run),
+        process=task_run.run.snapshot["process"]["name"],
+        task=task_run.task_name,
+        attempt=f"{task_run.round}.{task_run.number}",
+    )
+
+
 def submit_task_run(task_run_id: int) -> bool:
     """Claim a READY attempt and start it on its executor; False if it was not ours to take."""
     now = timezone.now()
@@ -56,22 +73,12 @@ def submit_task_run(task_run_id: int) -> bool:
         # "lost while submitting" (a database blip must not cost a task its only attempt).
         _release_claim(task_run_id)
         raise SubmitLater(f"database error before submitting: {exc}") from exc
-    entry = task_entry(task_run.run.snapshot, task_run.task_name)
     try:
         executor = executor_for(task_run.executor)
-        # Checked again here: a definition saved outside the admin was never validated.
-        config = validate_config(task_run.executor, entry["config"])
+        launch = launch_for(task_run)
         if _claim_may_have_lapsed(now) and not _still_claimed(task_run_id):
             return True  # this worker stalled; recovery already decided for the attempt
-        submission = executor.submit(
-            Launch(
-                task_run_id=task_run.pk,
-                run_id=task_run.run_id,
-                idempotency_key=task_run.idempotency_key,
-                config=config,
-                env=task_environment(task_run),
-            )
-        )
+        submission = executor.submit(launch)
     except ConfigError as exc:
         fail_unstarted(task_run, f"invalid executor config: {exc}")
         return True
@@ -88,13 +95,13 @@ def submit_task_run(task_run_id: int) -> bool:
         fail_unstarted(task_run, f"not started: {exc.message}")
         return True
     try:
-        after_submit(task_run, executor.runs_on_submit, submission.external_id, submission.log_ref)
+        after_submit(task_run, executor.runs_on_submit, submission)
     except DatabaseError:
         # The job runs: its record matters more than this connection. Once more on a fresh
         # one; if that fails too, the worker's heartbeats keep recovery off the attempt and
         # its exit is still recorded.
         connection.close()
-        after_submit(task_run, executor.runs_on_submit, submission.external_id, submission.log_ref)
+        after_submit(task_run, executor.runs_on_submit, submission)
     return True
 
 
@@ -125,9 +132,10 @@ def fail_unstarted(task_run: TaskRun, reason: str) -> None:
     orchestrator.record_outcomes([orchestrator.Outcome(task_run.pk, task_run.run_id, None, reason)])
 
 
-def after_submit(task_run: TaskRun, running: bool, external_id: str, log_ref: str) -> None:
+def after_submit(task_run: TaskRun, running: bool, submission: Submission) -> None:
     """Record a submission, then stop it at once if it must not run (see record_submission)."""
-    if orchestrator.record_submission(task_run.pk, external_id, log_ref, running=running):
+    external_id = submission.external_id
+    if orchestrator.record_submission(task_run.pk, submission, running=running):
         if TaskRun.objects.filter(pk=task_run.pk, status__in=list(ACTIVE_ATTEMPT)).exists():
             terminate_task_run(task_run.pk)
         else:

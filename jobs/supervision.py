@@ -17,12 +17,13 @@ from django.db.models.functions import Coalesce
 from django.utils import timezone
 
 from executors.base import ExecutorError, State, Status
+from executors.config import ConfigError
 from executors.registry import executor_for
 from jobs import dispatch, orchestrator
 from jobs.engine import ACTIVE_ATTEMPT, AttemptStatus, RunStatus
 from jobs.local_runtime import local_runtime
 from jobs.models import ProcessDefinition, ProcessRun, ScheduleKind, TaskEvent, TaskRun
-from jobs.submission import HOST, after_submit, fail_unstarted
+from jobs.submission import HOST, after_submit, fail_unstarted, launch_for
 
 log = logging.getLogger(__name__)
 
@@ -140,10 +141,12 @@ def recover_stuck_submissions() -> int:
             executor = executor_for(task_run.executor)
             # (An attempt claimed before hosts were recorded has none: it is looked up here.)
             elsewhere = executor.runs_on_submit and task_run.worker_host not in ("", HOST)
-            found = None if elsewhere else executor.find(task_run.idempotency_key)
+            found = None if elsewhere else executor.find(launch_for(task_run))
         except ExecutorError as exc:
             log.warning("cannot look up %s: %s", task_run.idempotency_key, exc.message)
             continue
+        except ConfigError:
+            found = None  # its submit refused the same config: nothing was started
         if found is None and answered_for:
             continue  # its worker holds it: running elsewhere, or its exit not yet recorded
         if elsewhere:
@@ -170,7 +173,7 @@ def recover_stuck_submissions() -> int:
                 heartbeat_at=Coalesce(F("heartbeat_at"), Value(task_run.submitting_at)),
             )
         else:
-            after_submit(task_run, False, found.external_id, found.log_ref)
+            after_submit(task_run, False, found)
         recovered += 1
     return recovered
 

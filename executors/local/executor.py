@@ -195,8 +195,10 @@ class LocalExecutor:
             self._wake()
         return Submission(external_id, log_path)
 
-    def find(self, idempotency_key: str) -> Submission | None:
-        """The session leader whose environment holds this key, owned or not (crash recovery)."""
+    def find(self, launch: Launch) -> Submission | None:
+        """The session leader whose environment holds the launch's idempotency key, owned or
+        not (crash recovery)."""
+        idempotency_key = launch.idempotency_key
         with self._lock:
             child = self._by_key.get(idempotency_key)
         if child is not None:

@@ -4,30 +4,29 @@ from django.db import migrations, models
 
 
 class Migration(migrations.Migration):
-
     dependencies = [
-        ('jobs', '0008_stop_fields'),
+        ("jobs", "0008_stop_fields"),
     ]
 
     operations = [
         migrations.AddField(
-            model_name='taskrun',
-            name='executor_state',
+            model_name="taskrun",
+            name="executor_state",
             field=models.CharField(blank=True, max_length=32),
         ),
         migrations.AddField(
-            model_name='taskrun',
-            name='executor_state_since',
+            model_name="taskrun",
+            name="executor_state_since",
             field=models.DateTimeField(blank=True, null=True),
         ),
         migrations.AddField(
-            model_name='taskrun',
-            name='placement',
+            model_name="taskrun",
+            name="placement",
             field=models.CharField(blank=True, max_length=200),
         ),
         migrations.AddField(
-            model_name='taskrun',
-            name='resources',
+            model_name="taskrun",
+            name="resources",
             field=models.JSONField(blank=True, default=dict),
         ),
     ]

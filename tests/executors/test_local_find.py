@@ -11,11 +11,11 @@ def test_find_a_forgotten_process_by_key(make_executor, exits):
     first = make_executor(exits)
     launch = make_launch(command=["sleep", "60"])
     sub = first.submit(launch)
-    assert first.find(launch.idempotency_key) == sub
+    assert first.find(launch) == sub
     # A new executor (the worker restarted) knows nothing but the key. Polled: right after
     # exec, /proc/<pid>/environ can briefly read empty (recovery looks a minute later).
     restarted = make_executor()
-    wait_until(lambda: restarted.find(launch.idempotency_key) == sub)
+    wait_until(lambda: restarted.find(launch) == sub)
     first.terminate(sub.external_id, "done")
     exits.wait_for(sub.external_id)
 
@@ -27,14 +27,14 @@ def test_find_returns_the_job_not_its_children(make_executor, exits):
     sub = owner.submit(launch)
     wait_until(lambda: read_all(owner, sub.log_ref))
     restarted = make_executor()
-    wait_until(lambda: restarted.find(launch.idempotency_key) == sub)
+    wait_until(lambda: restarted.find(launch) == sub)
 
 
 def test_find_unknown_key(executor):
     executor.submit(make_launch(key="known-key", command=["sleep", "60"]))
-    assert executor.find("unknown-key") is None
-    assert executor.find("known") is None  # a prefix is not a match
-    assert executor.find("../bad key") is None
+    assert executor.find(make_launch(key="unknown-key")) is None
+    assert executor.find(make_launch(key="known")) is None  # a prefix is not a match
+    assert executor.find(make_launch(key="../bad key")) is None
 
 
 def test_statuses_owned_foreign_other_host_and_finished(make_executor, exits):

@@ -57,8 +57,8 @@ def test_the_same_key_submitted_twice_is_one_job(executor):
 
 def test_find_by_key(executor):
     sub = executor.submit(launch("key-a"))
-    assert executor.find("key-a") == sub
-    assert executor.find("key") is None
+    assert executor.find(launch("key-a")) == sub
+    assert executor.find(launch("key")) is None
 
 
 def test_statuses_leave_out_unknown_ids_and_are_recorded(executor):
@@ -128,7 +128,7 @@ def test_a_crash_after_submit_leaves_a_job_that_find_returns(executor):
     with pytest.raises(SimulatedCrash) as raised:
         executor.submit(launch("key-a"))
     assert not isinstance(raised.value, ExecutorError)
-    assert executor.find("key-a") == Submission("mem-1", "memory:mem-1")
+    assert executor.find(launch("key-a")) == Submission("mem-1", "memory:mem-1")
     assert executor.submit(launch("key-a")).external_id == "mem-1", "the retried submit adopts it"
 
 
@@ -136,7 +136,7 @@ def test_a_crash_before_submit_leaves_nothing(executor):
     executor.crash_next_submit(accept=False)
     with pytest.raises(SimulatedCrash):
         executor.submit(launch("key-a"))
-    assert executor.find("key-a") is None
+    assert executor.find(launch("key-a")) is None
     assert executor.jobs() == []
 
 
