@@ -50,6 +50,9 @@ Text = Annotated[str, AfterValidator(no_nul)]
 NonEmptyText = Annotated[str, Field(min_length=1), AfterValidator(no_nul)]
 EnvName = Annotated[str, AfterValidator(_env_name)]  # its pattern already excludes NUL
 Env = dict[EnvName, Text]
+# AWS tags: keys up to 128 characters and values up to 256; "aws:" is AWS's own prefix.
+TagKey = Annotated[str, Field(min_length=1, max_length=128), AfterValidator(no_nul)]
+Tags = dict[TagKey, Annotated[str, Field(max_length=256), AfterValidator(no_nul)]]
 
 
 class Schema(BaseModel):

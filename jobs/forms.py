@@ -158,8 +158,9 @@ class TaskDefinitionForm(forms.ModelForm):
     def clean(self) -> dict:
         data = super().clean()
         kind = data.get("executor")
-        if kind is not None and not KINDS[kind].available:
-            self.add_error("executor", f"executor {kind!r} is not available in this version")
+        unavailable = KINDS[kind].unavailable() if kind is not None else None
+        if unavailable is not None:
+            self.add_error("executor", f"{KINDS[kind].label} is unavailable here: {unavailable}")
         elif kind is not None and "config" in data:
             try:
                 validate_config(kind, data["config"])

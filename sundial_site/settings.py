@@ -11,6 +11,7 @@ from pathlib import Path
 import dj_database_url
 from django.core.exceptions import ImproperlyConfigured
 
+from executors.aws.budget import DEFAULT_RATES
 from sundial_site.env import (
     env_bool,
     env_float,
@@ -150,6 +151,21 @@ SUNDIAL_ORPHAN_UNREACHABLE_AFTER_S = env_float(
 SUNDIAL_SHUTDOWN_GRACE_S = env_float("SUNDIAL_SHUTDOWN_GRACE_S", 10.0)
 # A cron fire time counts as "on time" when the tick is at most this late.
 SUNDIAL_MISFIRE_GRACE_S = env_float("SUNDIAL_MISFIRE_GRACE_S", 60.0, minimum=1.0)
+
+# ---- AWS (Batch, ECS, CloudWatch Logs) ----
+# Credentials come from the default AWS chain; AWS_ENDPOINT_URL points at moto or LocalStack.
+SUNDIAL_AWS_REGION = env_str("SUNDIAL_AWS_REGION")  # unset: AWS_REGION / ~/.aws/config
+SUNDIAL_AWS_MAX_ATTEMPTS = env_int("SUNDIAL_AWS_MAX_ATTEMPTS", 5, minimum=1)
+# Calls a second each worker process allows itself per service (below AWS's account limits).
+SUNDIAL_AWS_RATES = {
+    service: env_float(f"SUNDIAL_AWS_RATE_{service.upper()}", rate, minimum=0.1)
+    for service, rate in DEFAULT_RATES.items()
+}
+SUNDIAL_BATCH_JOB_QUEUE = env_str("SUNDIAL_BATCH_JOB_QUEUE")  # for tasks that name none
+SUNDIAL_ECS_CLUSTER = env_str("SUNDIAL_ECS_CLUSTER")  # for tasks that name none
+# A polled job AWS no longer returns this long after its submit is taken as lost (AWS forgets
+# finished jobs after a while; a job that was never seen at all is lost too).
+SUNDIAL_REMOTE_LOST_AFTER_S = env_float("SUNDIAL_REMOTE_LOST_AFTER_S", 300.0, minimum=10.0)
 
 if SUNDIAL_HEARTBEAT_INTERVAL_S * 3 > SUNDIAL_LOST_AFTER_S:
     raise ImproperlyConfigured(

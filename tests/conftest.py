@@ -9,6 +9,7 @@ from django.db import connection
 from hypothesis import settings as hypothesis_settings
 
 from jobs.models import ProcessDefinition, TaskDefinition, TaskDependency, User
+from tests.aws import aws, moto_endpoint  # noqa: F401  (fixtures for every test that needs AWS)
 
 IN_CI = os.environ.get("CI") == "true"
 

@@ -31,6 +31,14 @@ if os.environ.get("SUNDIAL_REQUIRE_SERVICES") == "1" and (
 ):
     raise ImproperlyConfigured("SUNDIAL_REQUIRE_SERVICES=1 but PostgreSQL or Redis is not set")
 
+# No AWS from the machine: the suite's AWS is moto server, set up by the tests that use it
+# (tests/aws.py); a developer's own profile or region must not leak in, nor an instance
+# metadata lookup slow the suite down.
+for _var in ("AWS_REGION", "AWS_DEFAULT_REGION", "AWS_PROFILE", "AWS_ENDPOINT_URL"):
+    os.environ.pop(_var, None)
+os.environ["AWS_CONFIG_FILE"] = os.environ["AWS_SHARED_CREDENTIALS_FILE"] = "/nonexistent"
+os.environ["AWS_EC2_METADATA_DISABLED"] = "true"
+
 _worker = os.environ.get("PYTEST_XDIST_WORKER", "main")
 os.environ.setdefault("SUNDIAL_VAR_DIR", f"/tmp/sundial-test-{os.getuid()}/{_worker}")
 

@@ -12,7 +12,11 @@ from __future__ import annotations
 
 import threading
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Mapping
+
+# Calls a second each service's budget allows one process, below AWS's account limits
+# (Batch: about 50/s; ECS Describe*/RunTask: 20/s sustained; Logs GetLogEvents: 25/s).
+DEFAULT_RATES: Mapping[str, float] = {"batch": 40.0, "ecs": 20.0, "logs": 20.0}
 
 
 class RateBudget:

@@ -18,11 +18,7 @@ from typing import Any
 import boto3
 from botocore.config import Config
 
-from executors.aws.budget import RateBudget
-
-# Calls a second each service's budget allows one process, below AWS's account limits
-# (Batch: about 50/s; ECS Describe*/RunTask: 20/s sustained; Logs GetLogEvents: 25/s).
-DEFAULT_RATES: Mapping[str, float] = {"batch": 40.0, "ecs": 20.0, "logs": 20.0}
+from executors.aws.budget import DEFAULT_RATES, RateBudget
 
 
 @dataclass(frozen=True)

@@ -1,1 +1,1 @@
-"""AWS Batch: its config schema today; the executor comes with issue 6."""
+"""AWS Batch: the executor (``executor.py``), its config and how Batch words failures."""

@@ -2,23 +2,50 @@
 
 from __future__ import annotations
 
-from typing import Annotated
+from typing import Annotated, Literal
 
-from pydantic import AfterValidator, Field
+from pydantic import AfterValidator, Field, model_validator
 
-from executors.schema import Env, NonEmptyText, Schema, Text, iam_role_arn
+from executors.schema import Env, NonEmptyText, Schema, Tags, Text, iam_role_arn
+
+RoleArn = Annotated[Text, AfterValidator(iam_role_arn)]
+
+# Applied when Sundial registers the job definition from an image and none are given.
+DEFAULT_VCPU = 1.0
+DEFAULT_MEMORY_MIB = 2048
 
 
 class BatchConfig(Schema):
-    """An AWS Batch job."""
+    """An AWS Batch job: from an existing job definition, or from an image that Sundial
+    registers a job definition for (named after the process and task)."""
 
-    image: NonEmptyText
-    command: list[Text] = []  # empty: the image's own command
-    job_queue: NonEmptyText
-    job_definition: NonEmptyText | None = None  # None: the executor registers one per image
-    vcpu: float = Field(1.0, gt=0, le=256)
-    memory_mib: int = Field(2048, ge=128, le=61440 * 2)
+    job_queue: NonEmptyText | None = None  # None: SUNDIAL_BATCH_JOB_QUEUE
+    job_definition: NonEmptyText | None = None  # "name" (its latest revision) or "name:3"
+    image: NonEmptyText | None = None
+    command: list[Text] = []  # empty: the image's (or job definition's) own command
+    # None with a job definition: the definition's own. With an image: 1 vCPU, 2048 MiB.
+    vcpu: float | None = Field(None, gt=0, le=256)
+    memory_mib: int | None = Field(None, ge=128, le=61440 * 2)
     gpu: int = Field(0, ge=0, le=16)
-    disk_gib: int | None = Field(None, ge=21, le=200)  # Fargate ephemeral storage
     env: Env = {}
-    role_arn: Annotated[Text, AfterValidator(iam_role_arn)] | None = None
+    platform: Literal["EC2", "FARGATE"] = "EC2"
+    disk_gib: int | None = Field(None, ge=21, le=200)  # Fargate ephemeral storage
+    assign_public_ip: bool = False  # Fargate: needed in a public subnet without a NAT
+    job_role_arn: RoleArn | None = None
+    execution_role_arn: RoleArn | None = None  # Fargate: pulls the image, writes the log
+    log_group: NonEmptyText | None = None  # None: Batch's own, /aws/batch/job
+    tags: Tags = {}
+    region: NonEmptyText | None = None  # None: SUNDIAL_AWS_REGION or the AWS default chain
+
+    @model_validator(mode="after")
+    def _one_source(self) -> BatchConfig:
+        if (self.job_definition is None) == (self.image is None):
+            raise ValueError("exactly one of job_definition or image is required")
+        if self.job_definition is not None and self.log_group is not None:
+            raise ValueError("log_group: set it in the job definition, or give an image")
+        if self.disk_gib is not None and self.platform != "FARGATE":
+            raise ValueError("disk_gib: ephemeral storage can only be set for FARGATE")
+        if self.image is not None:
+            self.vcpu = DEFAULT_VCPU if self.vcpu is None else self.vcpu
+            self.memory_mib = DEFAULT_MEMORY_MIB if self.memory_mib is None else self.memory_mib
+        return self

@@ -73,9 +73,12 @@ def test_config_of_the_wrong_type(admin_client):
     assert error_messages(response) == ["command: Input should be a valid list"]
 
 
-def test_an_executor_this_build_lacks_is_rejected(admin_client):
+def test_an_executor_this_installation_cannot_run_is_rejected_with_the_reason(admin_client):
+    # The suite runs without an AWS region (tests/settings.py), as a laptop without AWS does.
     response = save(admin_client, executor="batch", config='{"image": "busybox", "job_queue": "q"}')
-    assert error_messages(response) == ["executor 'batch' is not available in this version"]
+    assert error_messages(response) == [
+        "AWS Batch is unavailable here: no AWS region: set AWS_REGION (or SUNDIAL_AWS_REGION)"
+    ]
 
 
 def test_max_attempts_must_be_at_least_one(admin_client):

@@ -68,31 +68,58 @@ def test_every_problem_is_listed():
 
 
 def test_batch_defaults_and_limits():
-    assert validate_config("batch", {"image": "repo/app:1", "job_queue": "default"}) == {
+    assert validate_config("batch", {"image": "repo/app:1"}) == {
+        "job_queue": None,
+        "job_definition": None,
         "image": "repo/app:1",
         "command": [],
-        "job_queue": "default",
-        "job_definition": None,
         "vcpu": 1.0,
         "memory_mib": 2048,
         "gpu": 0,
-        "disk_gib": None,
         "env": {},
-        "role_arn": None,
+        "platform": "EC2",
+        "disk_gib": None,
+        "assign_public_ip": False,
+        "job_role_arn": None,
+        "execution_role_arn": None,
+        "log_group": None,
+        "tags": {},
+        "region": None,
     }
     base = {"image": "i", "job_queue": "q"}
-    assert "job_queue: Field required" in _error("batch", {"image": "i"})
     assert "vcpu: Input should be greater than 0" in _error("batch", {**base, "vcpu": 0})
     assert "memory_mib: Input should be less than or equal to 122880" in _error(
         "batch", {**base, "memory_mib": 122881}
     )
     assert "gpu: Input should be greater than or equal to 0" in _error("batch", {**base, "gpu": -1})
     assert "disk_gib: Input should be greater than or equal to 21" in _error(
-        "batch", {**base, "disk_gib": 5}
+        "batch", {**base, "disk_gib": 5, "platform": "FARGATE"}
     )
-    assert "role_arn: must be an IAM role ARN" in _error("batch", {**base, "role_arn": "admin"})
+    assert "job_role_arn: must be an IAM role ARN" in _error(
+        "batch", {**base, "job_role_arn": "admin"}
+    )
     arn = "arn:aws:iam::123456789012:role/sundial-job"
-    assert validate_config("batch", {**base, "role_arn": arn})["role_arn"] == arn
+    assert validate_config("batch", {**base, "job_role_arn": arn})["job_role_arn"] == arn
+
+
+def test_batch_takes_an_image_or_a_job_definition():
+    both = {"image": "i", "job_definition": "etl:3"}
+    assert _error("batch", both) == "exactly one of job_definition or image is required"
+    assert _error("batch", {}) == "exactly one of job_definition or image is required"
+    # With a job definition of the team's own, its resources stand unless the task sets them.
+    own = validate_config("batch", {"job_definition": "etl:3"})
+    assert (own["vcpu"], own["memory_mib"]) == (None, None)
+
+
+def test_batch_fargate_only_settings():
+    assert _error("batch", {"image": "i", "disk_gib": 50}) == (
+        "disk_gib: ephemeral storage can only be set for FARGATE"
+    )
+    fargate = validate_config("batch", {"image": "i", "platform": "FARGATE", "disk_gib": 50})
+    assert fargate["disk_gib"] == 50
+    assert "platform: Input should be 'EC2' or 'FARGATE'" in _error(
+        "batch", {"image": "i", "platform": "fargate"}
+    )
 
 
 def test_ecs_defaults_and_limits():
@@ -144,7 +171,11 @@ NUL_IN_TEXT = [
     ("batch", {**BATCH, "job_queue": "a\0"}, "job_queue"),
     ("batch", {**BATCH, "job_definition": "a\0"}, "job_definition"),
     ("batch", {**BATCH, "env": {"A": "a\0"}}, "env.A"),
-    ("batch", {**BATCH, "role_arn": "arn:aws:iam::123456789012:role/a\0"}, "role_arn"),
+    ("batch", {**BATCH, "job_role_arn": "arn:aws:iam::123456789012:role/a\0"}, "job_role_arn"),
+    ("batch", {**BATCH, "execution_role_arn": "arn:aws:iam::1:role/a\0"}, "execution_role_arn"),
+    ("batch", {**BATCH, "log_group": "a\0"}, "log_group"),
+    ("batch", {**BATCH, "region": "a\0"}, "region"),
+    ("batch", {**BATCH, "tags": {"team": "a\0"}}, "tags.team"),
     ("ecs", {**ECS, "cluster": "a\0"}, "cluster"),
     ("ecs", {**ECS, "task_definition": "a\0"}, "task_definition"),
     ("ecs", {**ECS, "container": "a\0"}, "container"),

@@ -122,7 +122,7 @@ def test_a_stored_config_that_breaks_the_schema_fails_the_attempt(config, path):
     assert run.task_runs.get(task_name="ok").status == "succeeded"
 
 
-def test_an_executor_missing_from_this_build_fails_the_attempt_instead_of_hanging():
+def test_an_executor_this_installation_cannot_run_fails_the_attempt_instead_of_hanging():
     process = make_process(
         "on-batch",
         {"work": {"executor": "batch", "config": {"image": "busybox", "job_queue": "q"}}},
@@ -131,5 +131,8 @@ def test_an_executor_missing_from_this_build_fails_the_attempt_instead_of_hangin
 
     task_run = run.task_runs.get()
     assert task_run.status == "failed"
-    assert task_run.reason == "could not start: executor 'batch' is not available in this version"
+    assert task_run.reason == (
+        "could not start: AWS Batch is unavailable: no AWS region: set AWS_REGION"
+        " (or SUNDIAL_AWS_REGION)"
+    )
     assert run.status == "failed"

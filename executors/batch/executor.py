@@ -1,0 +1,416 @@
+"""AWS Batch: submit a job once per attempt, follow it by polling, stop it, read its log.
+
+The job's name is the attempt's idempotency key, so a job started by a worker that died
+before saving its id is found by name (ListJobs with a JOB_NAME filter) and adopted, never
+submitted twice. Batch has no idempotency token of its own, so a submit that may have
+reached AWS more than once (botocore retried it, or it failed after sending) is checked by
+name at once, and any second job with that name is terminated.
+
+A task gives either an existing job definition or an image; for an image Sundial registers
+a job definition named after the process and task, reusing its latest revision when the
+container properties are unchanged. Resources (vCPU, memory, GPU) always go in as overrides,
+so a retry with more memory runs on the same revision. Sundial's retries are Sundial's: a
+registered definition tries once.
+
+External ids and log refs are job ARNs: they name the region a job runs in, and
+DescribeJobs and TerminateJob take the id at their end.
+"""
+
+from __future__ import annotations
+
+import threading
+from collections import defaultdict
+from collections.abc import Mapping, Sequence
+from datetime import UTC, datetime
+from typing import Any
+
+from executors.aws.clients import AwsClients
+from executors.aws.errors import aws_call
+from executors.aws.logs import read_stream
+from executors.base import ExecutorError, Launch, LogChunk, State, Status, Submission
+from executors.batch import errors
+from executors.batch.config import BatchConfig
+
+KIND = "batch"
+DESCRIBE_BATCH = 100  # DescribeJobs takes at most 100 ids
+DEFAULT_LOG_GROUP = "/aws/batch/job"
+NAME_LIMIT = 128  # job and job definition names
+
+# Batch's states, as Sundial's; the waiting ones keep Batch's word as the status's detail.
+_STATES = {
+    "SUBMITTED": State.PENDING,
+    "PENDING": State.PENDING,  # waiting for a dependency (Sundial's jobs have none)
+    "RUNNABLE": State.PENDING,  # waiting for capacity in the compute environment
+    "STARTING": State.PENDING,  # placed: pulling the image, starting the container
+    "RUNNING": State.RUNNING,
+    "SUCCEEDED": State.SUCCEEDED,
+    "FAILED": State.FAILED,
+}
+
+
+class BatchExecutor:
+    kind = KIND
+    runs_on_submit = False
+
+    def __init__(self, clients: AwsClients, *, default_queue: str | None = None) -> None:
+        self.clients = clients
+        self.default_queue = default_queue
+        self._lock = threading.Lock()
+        # (region, definition name, its container properties) -> "name:revision"
+        self._definitions: dict[tuple[str, str, str], str] = {}
+        self._log_streams: dict[str, tuple[str, str]] = {}  # job ARN -> (group, stream)
+
+    # ---- submit and find ----
+
+    def submit(self, launch: Launch) -> Submission:
+        config = _parse(launch.config)
+        batch = self._client(config)
+        queue = self._queue(config)
+        request = {
+            "jobName": job_name(launch),
+            "jobQueue": queue,
+            "jobDefinition": self._definition(batch, config, launch),
+            "containerOverrides": _overrides(config, launch),
+            "tags": _tags(config, launch),
+            "propagateTags": True,  # onto the ECS task, for cost allocation
+        }
+        try:
+            with aws_call("SubmitJob"):
+                response = batch.submit_job(**request)
+        except ExecutorError as exc:
+            if exc.permanent:
+                raise
+            # It may have reached AWS before failing (a timeout): look before trying again.
+            found = self._adopt(batch, queue, launch)
+            if found is None:
+                raise
+            return found
+        submission = Submission(response["jobArn"], response["jobArn"], _resources(config))
+        if response.get("ResponseMetadata", {}).get("RetryAttempts"):
+            # botocore sent SubmitJob more than once: each may have started a job.
+            self._stop_duplicates(batch, queue, launch, keep=submission.external_id)
+        return submission
+
+    def find(self, launch: Launch) -> Submission | None:
+        config = _parse(launch.config)
+        return self._adopt(self._client(config), self._queue(config), launch)
+
+    def _adopt(self, batch: Any, queue: str, launch: Launch) -> Submission | None:
+        """The attempt's job, if one was started; a second one (never wanted) is terminated."""
+        jobs = self._jobs_named(batch, queue, job_name(launch))
+        if not jobs:
+            return None
+        first = min(jobs, key=lambda job: (job.get("createdAt", 0), job["jobArn"]))
+        self._stop_duplicates(batch, queue, launch, keep=first["jobArn"], jobs=jobs)
+        return Submission(first["jobArn"], first["jobArn"], _resources(_parse(launch.config)))
+
+    def _stop_duplicates(
+        self,
+        batch: Any,
+        queue: str,
+        launch: Launch,
+        *,
+        keep: str,
+        jobs: list[dict[str, Any]] | None = None,
+    ) -> None:
+        if jobs is None:
+            jobs = self._jobs_named(batch, queue, job_name(launch))
+        for job in jobs:
+            if job["jobArn"] != keep and job.get("status") not in ("SUCCEEDED", "FAILED"):
+                with aws_call("TerminateJob"):
+                    batch.terminate_job(
+                        jobId=job["jobId"], reason="a second job for one Sundial attempt"
+                    )
+
+    def _jobs_named(self, batch: Any, queue: str, name: str) -> list[dict[str, Any]]:
+        # With a filter, ListJobs returns jobs in every status (of Batch's recent history).
+        request: dict[str, Any] = {
+            "jobQueue": queue,
+            "filters": [{"name": "JOB_NAME", "values": [name]}],
+        }
+        jobs: list[dict[str, Any]] = []
+        with aws_call("ListJobs"):
+            while True:
+                page = batch.list_jobs(**request)
+                jobs += [job for job in page.get("jobSummaryList", []) if job["jobName"] == name]
+                if not page.get("nextToken"):
+                    return jobs
+                request["nextToken"] = page["nextToken"]
+
+    # ---- follow and stop ----
+
+    def statuses(self, external_ids: Sequence[str]) -> dict[str, Status]:
+        """Every job AWS still knows, 100 per DescribeJobs call, per region; jobs it has
+        forgotten (expired from Batch's history) are left out."""
+        by_region: dict[str, list[str]] = defaultdict(list)
+        for arn in external_ids:
+            by_region[_region_of(arn)].append(arn)
+        result: dict[str, Status] = {}
+        for region, arns in by_region.items():
+            batch = self.clients.client("batch", region)
+            by_id = {_job_id(arn): arn for arn in arns}
+            ids = list(by_id)
+            for start in range(0, len(ids), DESCRIBE_BATCH):
+                with aws_call("DescribeJobs"):
+                    jobs = batch.describe_jobs(jobs=ids[start : start + DESCRIBE_BATCH])["jobs"]
+                for job in jobs:
+                    if job["jobId"] in by_id:
+                        result[by_id[job["jobId"]]] = job_status(job)
+        return result
+
+    def terminate(self, external_id: str, reason: str) -> None:
+        batch = self.clients.client("batch", _region_of(external_id))
+        with aws_call("TerminateJob"):
+            # TerminateJob also cancels a job that has not started yet.
+            batch.terminate_job(jobId=_job_id(external_id), reason=reason[:1024] or "stopped")
+
+    # ---- logs ----
+
+    def read_logs(self, log_ref: str, cursor: str | None) -> LogChunk:
+        where = self._log_stream(log_ref)
+        if where is None:
+            return LogChunk((), cursor or "")  # not started: no stream yet
+        group, stream = where
+        return read_stream(self.clients.client("logs", _region_of(log_ref)), group, stream, cursor)
+
+    def _log_stream(self, arn: str) -> tuple[str, str] | None:
+        with self._lock:
+            known = self._log_streams.get(arn)
+        if known is not None:
+            return known
+        batch = self.clients.client("batch", _region_of(arn))
+        with aws_call("DescribeJobs"):
+            jobs = batch.describe_jobs(jobs=[_job_id(arn)])["jobs"]
+        if not jobs:
+            raise ExecutorError(f"AWS Batch no longer knows job {arn}", permanent=True)
+        container = _container(jobs[0])
+        stream = container.get("logStreamName")
+        if not stream:
+            return None
+        options = container.get("logConfiguration", {}).get("options", {})
+        where = (options.get("awslogs-group", DEFAULT_LOG_GROUP), stream)
+        with self._lock:
+            self._log_streams[arn] = where
+        return where
+
+    # ---- job definitions ----
+
+    def _definition(self, batch: Any, config: BatchConfig, launch: Launch) -> str:
+        """The job definition to submit with: the task's own, or one registered for its image."""
+        if config.job_definition is not None:
+            return config.job_definition
+        name = _definition_name(launch)
+        properties = _container_properties(config)
+        key = (batch.meta.region_name, name, repr(sorted(_compared(properties).items())))
+        with self._lock:
+            known = self._definitions.get(key)
+        if known is None:
+            known = self._latest_matching(batch, name, config, properties)
+            if known is None:
+                with aws_call("RegisterJobDefinition"):
+                    registered = batch.register_job_definition(
+                        jobDefinitionName=name,
+                        type="container",
+                        containerProperties=properties,
+                        platformCapabilities=[config.platform],
+                        retryStrategy={"attempts": 1},
+                        propagateTags=True,
+                        tags={"sundial:process": launch.process, "sundial:task": launch.task},
+                    )
+                known = f"{name}:{registered['revision']}"
+            with self._lock:
+                self._definitions[key] = known
+        return known
+
+    def _latest_matching(
+        self, batch: Any, name: str, config: BatchConfig, properties: Mapping[str, Any]
+    ) -> str | None:
+        """The latest active revision, if it has these container properties (AWS adds its
+        own defaults to what it returns, so only the keys Sundial sets are compared)."""
+        request: dict[str, Any] = {"jobDefinitionName": name, "status": "ACTIVE"}
+        revisions: list[dict[str, Any]] = []
+        with aws_call("DescribeJobDefinitions"):
+            while True:
+                page = batch.describe_job_definitions(**request)
+                revisions += page.get("jobDefinitions", [])
+                if not page.get("nextToken"):
+                    break
+                request["nextToken"] = page["nextToken"]
+        if not revisions:
+            return None
+        latest = max(revisions, key=lambda d: d["revision"])
+        existing = latest.get("containerProperties", {})
+        same = all(_same(existing.get(k), v) for k, v in _compared(properties).items())
+        if not same or latest.get("platformCapabilities", ["EC2"]) != [config.platform]:
+            return None
+        return f"{name}:{latest['revision']}"
+
+    # ---- helpers ----
+
+    def _client(self, config: BatchConfig) -> Any:
+        return self.clients.client("batch", config.region)
+
+    def _queue(self, config: BatchConfig) -> str:
+        queue = config.job_queue or self.default_queue
+        if not queue:
+            raise ExecutorError(
+                "no job queue: set job_queue in the task, or SUNDIAL_BATCH_JOB_QUEUE",
+                permanent=True,
+            )
+        return queue
+
+
+def job_name(launch: Launch) -> str:
+    """The job's name: the attempt's idempotency key (unique: it holds the attempt's id)."""
+    return launch.idempotency_key[:NAME_LIMIT]
+
+
+def job_status(job: Mapping[str, Any]) -> Status:
+    """One DescribeJobs entry as a Status."""
+    batch_state = job["status"]
+    state = _STATES.get(batch_state, State.PENDING)
+    container = _container(job)
+    exit_code = container.get("exitCode")
+    container_reason = container.get("reason", "")
+    reason = "; ".join(r for r in (job.get("statusReason", ""), container_reason) if r)
+    if state == State.SUCCEEDED and exit_code is None:
+        exit_code = 0
+    failed = state == State.FAILED
+    return Status(
+        state,
+        exit_code=exit_code,
+        reason=reason if failed else "",
+        started_at=_time(job.get("startedAt")),
+        ended_at=_time(job.get("stoppedAt")),
+        detail=batch_state if state == State.PENDING else "",
+        placement=_placement(job),
+        out_of_memory=failed and errors.out_of_memory(exit_code, container_reason),
+        permanent=failed and errors.permanent(container_reason),
+    )
+
+
+def _container(job: Mapping[str, Any]) -> dict[str, Any]:
+    """The job's container details, completed from its last attempt's (where AWS also puts
+    the exit code, reason and log stream)."""
+    container = dict(job.get("container") or {})
+    attempts = job.get("attempts") or []
+    if attempts:
+        for key, value in (attempts[-1].get("container") or {}).items():
+            container.setdefault(key, value)
+    return container
+
+
+def _placement(job: Mapping[str, Any]) -> str:
+    if "FARGATE" in (job.get("platformCapabilities") or []):
+        return "Fargate"
+    instance = _container(job).get("containerInstanceArn")
+    return "EC2" if instance else ""
+
+
+def _time(millis: int | None) -> datetime | None:
+    return datetime.fromtimestamp(millis / 1000, UTC) if millis else None
+
+
+def _parse(config: Mapping[str, Any]) -> BatchConfig:
+    # The shell validated it already; this turns it back into the model (and catches a
+    # config that bypassed the shell).
+    try:
+        return BatchConfig.model_validate(dict(config))
+    except ValueError as exc:
+        raise ExecutorError(f"invalid batch config: {exc}", permanent=True) from None
+
+
+def _definition_name(launch: Launch) -> str:
+    return f"sundial-{launch.process}-{launch.task}"[:NAME_LIMIT]
+
+
+def _container_properties(config: BatchConfig) -> dict[str, Any]:
+    """What the registered definition holds; resources go in at submit (see the module)."""
+    properties: dict[str, Any] = {
+        "image": config.image,
+        "resourceRequirements": _resource_requirements(config),
+        "environment": _environment(config.env),
+    }
+    if config.command:
+        properties["command"] = list(config.command)
+    if config.job_role_arn:
+        properties["jobRoleArn"] = config.job_role_arn
+    if config.execution_role_arn:
+        properties["executionRoleArn"] = config.execution_role_arn
+    if config.log_group:
+        properties["logConfiguration"] = {
+            "logDriver": "awslogs",
+            "options": {"awslogs-group": config.log_group},
+        }
+    if config.platform == "FARGATE":
+        properties["fargatePlatformConfiguration"] = {"platformVersion": "LATEST"}
+        properties["networkConfiguration"] = {
+            "assignPublicIp": "ENABLED" if config.assign_public_ip else "DISABLED"
+        }
+        if config.disk_gib is not None:
+            properties["ephemeralStorage"] = {"sizeInGiB": config.disk_gib}
+    return properties
+
+
+def _compared(properties: Mapping[str, Any]) -> dict[str, Any]:
+    # Resources are overridden at every submit, so a change of them needs no new revision.
+    return {k: v for k, v in properties.items() if k != "resourceRequirements"}
+
+
+def _same(existing: Any, wanted: Any) -> bool:
+    if isinstance(wanted, list) and isinstance(existing, list):
+        # Environment and resource lists come back in AWS's order, not ours.
+        return sorted(map(repr, existing)) == sorted(map(repr, wanted))
+    return bool(existing == wanted)
+
+
+def _resource_requirements(config: BatchConfig) -> list[dict[str, str]]:
+    wanted = [("VCPU", config.vcpu), ("MEMORY", config.memory_mib), ("GPU", config.gpu or None)]
+    return [{"type": kind, "value": f"{value:g}"} for kind, value in wanted if value is not None]
+
+
+def _environment(env: Mapping[str, str]) -> list[dict[str, str]]:
+    return [{"name": name, "value": value} for name, value in sorted(env.items())]
+
+
+def _overrides(config: BatchConfig, launch: Launch) -> dict[str, Any]:
+    """Per attempt: the SUNDIAL_* variables, the resources and (for a job definition of the
+    team's own) the command and environment."""
+    overrides: dict[str, Any] = {"environment": _environment({**config.env, **launch.env})}
+    if requirements := _resource_requirements(config):
+        overrides["resourceRequirements"] = requirements
+    if config.job_definition is not None and config.command:
+        overrides["command"] = list(config.command)
+    return overrides
+
+
+def _tags(config: BatchConfig, launch: Launch) -> dict[str, str]:
+    return {
+        **config.tags,
+        "sundial:process": launch.process,
+        "sundial:task": launch.task,
+        "sundial:run": str(launch.run_id),
+        "sundial:attempt": launch.attempt,
+    }
+
+
+def _resources(config: BatchConfig) -> dict[str, Any]:
+    resources: dict[str, Any] = {"platform": config.platform}
+    for key in ("vcpu", "memory_mib", "disk_gib"):
+        if (value := getattr(config, key)) is not None:
+            resources[key] = value
+    if config.gpu:
+        resources["gpu"] = config.gpu
+    return resources
+
+
+def _region_of(arn: str) -> str:
+    # arn:aws:batch:<region>:<account>:job/<id>
+    parts = arn.split(":")
+    if len(parts) < 6 or parts[2] != "batch":
+        raise ExecutorError(f"not an AWS Batch job ARN: {arn!r}", permanent=True)
+    return parts[3]
+
+
+def _job_id(arn: str) -> str:
+    return arn.rsplit("/", 1)[-1]
