@@ -227,9 +227,11 @@ def _runs_on_submit(kind: str) -> bool:
 def poll_running() -> int:
     """Ask polled executors (AWS) for the state of every live attempt, 100 ids per call."""
     live: dict[str, list[TaskRun]] = defaultdict(list)
-    for task_run in TaskRun.objects.filter(
-        status__in=[AttemptStatus.SUBMITTED, AttemptStatus.RUNNING]
-    ).exclude(external_id=""):
+    for task_run in (
+        TaskRun.objects.filter(status__in=[AttemptStatus.SUBMITTED, AttemptStatus.RUNNING])
+        .exclude(external_id="")
+        .only(*_POLLED_FIELDS)
+    ):
         live[task_run.executor].append(task_run)
     changed = 0
     for kind, task_runs in live.items():
@@ -251,21 +253,47 @@ def poll_running() -> int:
     return changed
 
 
+_POLLED_FIELDS = (
+    "run_id",
+    "executor",
+    "status",
+    "external_id",
+    "submitted_at",
+    "placement",
+    "executor_state",
+)
+
+
 def _apply_statuses(task_runs: list[TaskRun], statuses: dict[str, Status]) -> int:
+    now = timezone.now()
+    forgotten_before = now - timedelta(seconds=settings.SUNDIAL_REMOTE_LOST_AFTER_S)
     finished = []
     changed = 0
     for task_run in task_runs:
         status = statuses.get(task_run.external_id)
         if status is None:
+            # AWS forgets finished jobs after a while, and a job it never shows was never
+            # started: either way nobody will ever report its end. (Not at once: AWS's reads
+            # can lag its writes for a moment.)
+            if task_run.submitted_at is not None and task_run.submitted_at < forgotten_before:
+                note = f"lost: {task_run.executor} no longer knows job {task_run.external_id}"
+                finished.append(orchestrator.Outcome(task_run.pk, task_run.run_id, None, note))
             continue
+        changed += _note_progress(task_run, status, now)
         if status.state in (State.SUCCEEDED, State.FAILED):
             finished.append(
                 orchestrator.Outcome(
-                    task_run.pk, task_run.run_id, status.exit_code, status.reason, status.ended_at
+                    task_run.pk,
+                    task_run.run_id,
+                    status.exit_code,
+                    status.reason,
+                    status.ended_at,
+                    out_of_memory=status.out_of_memory,
+                    permanent=status.permanent,
                 )
             )
         elif status.state == State.RUNNING and task_run.status == AttemptStatus.SUBMITTED:
-            started = status.started_at or timezone.now()
+            started = status.started_at or now
             changed += TaskRun.objects.filter(
                 pk=task_run.pk, status=AttemptStatus.SUBMITTED
             ).update(status=AttemptStatus.RUNNING, started_at=started)
@@ -273,3 +301,20 @@ def _apply_statuses(task_runs: list[TaskRun], statuses: dict[str, Status]) -> in
     if finished:
         orchestrator.record_outcomes(finished)
     return changed + len(finished)
+
+
+def _note_progress(task_run: TaskRun, status: Status, now: datetime) -> int:
+    """Save what the executor says beyond the state, only when it changed: where the job
+    runs, and its own word for why it waits (with since when)."""
+    fields: dict[str, object] = {}
+    if status.placement and status.placement != task_run.placement:
+        fields["placement"] = status.placement
+    if status.detail != task_run.executor_state:
+        fields.update(executor_state=status.detail, executor_state_since=now)
+    if not fields:
+        return 0
+    # Conditional: a late poll must not overwrite what a newer one saved about a job that
+    # has moved on (finished attempts keep their last word).
+    return int(
+        TaskRun.objects.filter(pk=task_run.pk, status__in=list(ACTIVE_ATTEMPT)).update(**fields) > 0
+    )

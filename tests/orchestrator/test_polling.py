@@ -7,6 +7,7 @@ from collections.abc import Sequence
 from datetime import UTC, datetime
 
 import pytest
+from django.utils import timezone
 
 from executors.base import ExecutorError, Launch, LogChunk, State, Status, Submission
 from jobs.models import ProcessRun, TaskEvent, TaskRun, Trigger
@@ -59,9 +60,9 @@ def remote(monkeypatch) -> RemoteBatch:
 
 
 def submitted(task_run: TaskRun, external_id: str, status: str = "submitted") -> TaskRun:
-    """Put an attempt where a successful submit to AWS leaves it."""
+    """Put an attempt where a successful submit to AWS leaves it, a moment ago."""
     TaskRun.objects.filter(pk=task_run.pk).update(
-        status=status, external_id=external_id, submitted_at=T0
+        status=status, external_id=external_id, submitted_at=timezone.now()
     )
     task_run.refresh_from_db()
     return task_run
