@@ -7,9 +7,11 @@ import os
 import secrets
 from collections.abc import Callable
 from pathlib import Path
-from typing import TypeVar
+from typing import Any, TypeVar
 
 from django.core.exceptions import ImproperlyConfigured
+
+from jobs.json_input import JsonInputError, parse_json_object
 
 _TRUE = {"1", "true", "yes", "on"}
 _FALSE = {"0", "false", "no", "off", ""}
@@ -67,6 +69,17 @@ def env_list(name: str, default: list[str]) -> list[str]:
     if raw is None:
         return default
     return [item.strip() for item in raw.split(",") if item.strip()]
+
+
+def env_json_object(name: str) -> dict[str, Any]:
+    """A JSON object (empty when unset); the message of a bad one says what is wrong."""
+    raw = os.environ.get(name)
+    if raw is None:
+        return {}
+    try:
+        return parse_json_object(raw, name)
+    except JsonInputError as exc:
+        raise ImproperlyConfigured(str(exc)) from None
 
 
 def installation_secret(path: Path) -> str:

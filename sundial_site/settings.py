@@ -12,10 +12,12 @@ import dj_database_url
 from django.core.exceptions import ImproperlyConfigured
 
 from executors.aws.budget import DEFAULT_RATES
+from jobs.costs import DEFAULT_PRICES
 from sundial_site.env import (
     env_bool,
     env_float,
     env_int,
+    env_json_object,
     env_list,
     env_str,
     installation_secret,
@@ -166,6 +168,10 @@ SUNDIAL_ECS_CLUSTER = env_str("SUNDIAL_ECS_CLUSTER")  # for tasks that name none
 # A polled job AWS no longer returns this long after its submit is taken as lost (AWS forgets
 # finished jobs after a while; a job that was never seen at all is lost too).
 SUNDIAL_REMOTE_LOST_AFTER_S = env_float("SUNDIAL_REMOTE_LOST_AFTER_S", 300.0, minimum=10.0)
+
+# Prices for the cost estimates, USD per hour: {"FARGATE": {"vcpu_hour": ..., "gb_hour": ...,
+# "disk_gb_hour": ...}, "EC2": {..., "gpu_hour": ...}}; a platform given replaces the default's.
+SUNDIAL_PRICES = {**DEFAULT_PRICES, **env_json_object("SUNDIAL_PRICES")}
 
 if SUNDIAL_HEARTBEAT_INTERVAL_S * 3 > SUNDIAL_LOST_AFTER_S:
     raise ImproperlyConfigured(
