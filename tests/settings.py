@@ -31,11 +31,13 @@ if os.environ.get("SUNDIAL_REQUIRE_SERVICES") == "1" and (
 ):
     raise ImproperlyConfigured("SUNDIAL_REQUIRE_SERVICES=1 but PostgreSQL or Redis is not set")
 
-# No AWS from the machine: the suite's AWS is moto server, set up by the tests that use it
-# (tests/aws.py); a developer's own profile or region must not leak in, nor an instance
-# metadata lookup slow the suite down.
-for _var in ("AWS_REGION", "AWS_DEFAULT_REGION", "AWS_PROFILE", "AWS_ENDPOINT_URL"):
-    os.environ.pop(_var, None)
+# No AWS from the machine: the suite's AWS is moto server on this machine, set up by the tests
+# that use it (tests/aws.py, which also hands its address to the workers it starts); a
+# developer's own profile or region must not leak in, nor an instance metadata lookup slow
+# the suite down.
+if not os.environ.get("AWS_ENDPOINT_URL", "").startswith("http://127.0.0.1:"):
+    for _var in ("AWS_REGION", "AWS_DEFAULT_REGION", "AWS_PROFILE", "AWS_ENDPOINT_URL"):
+        os.environ.pop(_var, None)
 os.environ["AWS_CONFIG_FILE"] = os.environ["AWS_SHARED_CREDENTIALS_FILE"] = "/nonexistent"
 os.environ["AWS_EC2_METADATA_DISABLED"] = "true"
 

@@ -127,8 +127,10 @@ def stop_task_processes() -> None:
     For ``finally`` blocks: a test must leave no process behind, even when it fails. Only
     groups whose leader is the very process the attempt names (or is gone) are signalled.
     """
-    for external_id in TaskRun.objects.exclude(external_id="").values_list(
-        "external_id", flat=True
+    for external_id in (
+        TaskRun.objects.filter(executor="local")
+        .exclude(external_id="")
+        .values_list("external_id", flat=True)
     ):
         _, pid, starttime = external_id.split(":")
         fields = stat_fields(int(pid))
