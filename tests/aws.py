@@ -58,6 +58,9 @@ def aws_environment(endpoint: str) -> dict[str, str]:
 def aws(moto_endpoint, monkeypatch, settings) -> Iterator[AwsWorld]:
     """A fresh, empty AWS (moto), which this process's executors are pointed at."""
     urllib.request.urlopen(urllib.request.Request(f"{moto_endpoint}/moto-api/reset", b"", {}))
+    # Batch jobs wait for the test (below), whatever an earlier test told moto (aws_sandbox).
+    docker = json.dumps({"batch": {"use_docker": True}}).encode()
+    urllib.request.urlopen(urllib.request.Request(f"{moto_endpoint}/moto-api/config", docker, {}))
     for name, value in aws_environment(moto_endpoint).items():
         monkeypatch.setenv(name, value)
     settings.SUNDIAL_AWS_REGION = REGION

@@ -1,0 +1,92 @@
+"""Set up a local AWS (moto server, LocalStack) for trying Batch and ECS tasks.
+
+Makes a Batch job queue and an ECS cluster named "sundial" in the AWS that
+``AWS_ENDPOINT_URL`` points at, and only there: it refuses any endpoint off this machine,
+so it can never touch a real account.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import urllib.error
+import urllib.request
+from typing import Any
+from urllib.parse import urlsplit
+
+from botocore.exceptions import BotoCoreError, ClientError
+from django.core.management.base import BaseCommand, CommandError
+
+from jobs import aws_runtime
+
+NAME = "sundial"
+LOCAL_HOSTS = {"127.0.0.1", "localhost", "::1"}
+
+
+class Command(BaseCommand):
+    help = "Make a Batch job queue and an ECS cluster named 'sundial' in a local AWS."
+
+    def handle(self, *args: Any, **options: Any) -> None:
+        endpoint = os.environ.get("AWS_ENDPOINT_URL", "")
+        if urlsplit(endpoint).hostname not in LOCAL_HOSTS:
+            raise CommandError(
+                "AWS_ENDPOINT_URL must point at a local AWS (moto server, LocalStack) on this"
+                f" machine, e.g. http://127.0.0.1:5000; it is {endpoint or 'unset'}"
+            )
+        if (reason := aws_runtime.unconfigured()) is not None:
+            raise CommandError(reason)
+        self._finish_batch_jobs_at_once(endpoint)
+        try:
+            queue = self._batch_queue()
+            cluster = self._ecs_cluster()
+        except (BotoCoreError, ClientError) as exc:
+            raise CommandError(f"the local AWS at {endpoint} refused: {exc}") from exc
+        self.stdout.write(f"Batch job queue {queue!r} and ECS cluster {cluster!r} are ready.")
+        self.stdout.write(
+            f"Start Sundial with SUNDIAL_BATCH_JOB_QUEUE={queue} SUNDIAL_ECS_CLUSTER={cluster}"
+            " (or name them in each task's config)."
+        )
+
+    def _finish_batch_jobs_at_once(self, endpoint: str) -> None:
+        # moto runs Batch jobs in Docker unless told otherwise; told, it ends each job as
+        # SUCCEEDED when it is submitted (MOTO_SIMPLE_BATCH_FAIL_AFTER=0 on moto's side
+        # makes them fail instead).
+        request = urllib.request.Request(
+            f"{endpoint.rstrip('/')}/moto-api/config",
+            json.dumps({"batch": {"use_docker": False}}).encode(),
+            {"Content-Type": "application/json"},
+        )
+        try:
+            urllib.request.urlopen(request, timeout=5).close()
+        except (urllib.error.URLError, OSError) as exc:
+            self.stdout.write(
+                f"(not moto, or it refused its config: {exc}; jobs run as it runs them)"
+            )
+
+    def _batch_queue(self) -> str:
+        batch = aws_runtime.clients().client("batch")
+        if batch.describe_job_queues(jobQueues=[NAME])["jobQueues"]:
+            return NAME
+        iam = aws_runtime.clients().client("iam")
+        try:
+            role = iam.create_role(RoleName=f"{NAME}-batch", AssumeRolePolicyDocument="{}")["Role"]
+        except iam.exceptions.EntityAlreadyExistsException:
+            role = iam.get_role(RoleName=f"{NAME}-batch")["Role"]
+        environment = batch.create_compute_environment(
+            computeEnvironmentName=NAME, type="UNMANAGED", state="ENABLED", serviceRole=role["Arn"]
+        )
+        batch.create_job_queue(
+            jobQueueName=NAME,
+            state="ENABLED",
+            priority=1,
+            computeEnvironmentOrder=[
+                {"order": 1, "computeEnvironment": environment["computeEnvironmentArn"]}
+            ],
+        )
+        return NAME
+
+    def _ecs_cluster(self) -> str:
+        aws_runtime.clients().client("ecs").create_cluster(
+            clusterName=NAME
+        )  # returns the existing one too
+        return NAME
