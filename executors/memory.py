@@ -8,6 +8,11 @@ submit with the same idempotency key returns the job the first one started, and 
 to terminate keeps running until the test finishes it: a test can hold a job inside its
 grace period.
 
+What else a poll hears, as from AWS: ``wait`` gives a pending job the executor's own word for
+why it waits (Batch's ``RUNNABLE``, ``STARTING``; a status carries it only while the job is
+pending), ``start(..., placement=...)`` says where it runs, and ``forget`` drops a job from
+``statuses`` and ``find``, as AWS drops jobs from its history after a while.
+
 Faults on demand: ``fail_next`` makes the next call(s) of one method raise an
 ``ExecutorError`` (throttling, a permanent error); ``crash_next_submit`` makes a submit die
 with an exception that is not an ``ExecutorError``, after the job was accepted (a worker
@@ -58,13 +63,24 @@ class Job:
     ended_at: datetime | None = None
     stop_reason: str | None = None  # set by the first terminate(); the job runs on
     log: tuple[str, ...] = ()
+    detail: str = ""  # why it waits, in the executor's words (reported while pending)
+    placement: str = ""  # where it runs, once started
+    forgotten: bool = False  # gone from the executor's history: statuses() and find() omit it
 
     @property
     def finished(self) -> bool:
         return self.state in FINISHED
 
     def status(self) -> Status:
-        return Status(self.state, self.exit_code, self.reason, self.started_at, self.ended_at)
+        return Status(
+            self.state,
+            self.exit_code,
+            self.reason,
+            self.started_at,
+            self.ended_at,
+            detail=self.detail if self.state == State.PENDING else "",
+            placement=self.placement,
+        )
 
 
 class MemoryExecutor:
@@ -107,14 +123,17 @@ class MemoryExecutor:
         with self._lock:
             self._raise_armed_failure("find")
             external_id = self._by_key.get(launch.idempotency_key)
-            return _submission(external_id) if external_id else None
+            if external_id is None or self._jobs[external_id].forgotten:
+                return None
+            return _submission(external_id)
 
     def statuses(self, external_ids: Sequence[str]) -> dict[str, Status]:
         """Unknown ids are left out, as AWS leaves out jobs it does not know."""
         with self._lock:
             self.status_calls.append(list(external_ids))
             self._raise_armed_failure("statuses")
-            return {i: self._jobs[i].status() for i in external_ids if i in self._jobs}
+            known = {i: self._jobs[i] for i in external_ids if i in self._jobs}
+            return {i: job.status() for i, job in known.items() if not job.forgotten}
 
     def terminate(self, external_id: str, reason: str) -> None:
         """Note the request; the job ends only when the test finishes it."""
@@ -134,13 +153,28 @@ class MemoryExecutor:
 
     # ---- what a test does ----
 
-    def start(self, external_id: str) -> None:
-        """A pending job begins running."""
+    def start(self, external_id: str, *, placement: str = "") -> None:
+        """A pending job begins running (on ``placement``, e.g. "EC2 m5.large (spot)")."""
         with self._lock:
             job = self._get(external_id)
             if job.state != State.PENDING:
                 raise ValueError(f"{external_id} is {job.state}, not pending")
-            self._jobs[external_id] = replace(job, state=State.RUNNING, started_at=_now())
+            self._jobs[external_id] = replace(
+                job, state=State.RUNNING, started_at=_now(), placement=placement
+            )
+
+    def wait(self, external_id: str, detail: str) -> None:
+        """A pending job says why it waits, in the executor's words (e.g. "RUNNABLE")."""
+        with self._lock:
+            job = self._get(external_id)
+            if job.state != State.PENDING:
+                raise ValueError(f"{external_id} is {job.state}, not pending")
+            self._jobs[external_id] = replace(job, detail=detail)
+
+    def forget(self, external_id: str) -> None:
+        """The job expired from the executor's history: statuses() and find() omit it."""
+        with self._lock:
+            self._jobs[external_id] = replace(self._get(external_id), forgotten=True)
 
     def finish(self, external_id: str, exit_code: int, reason: str = "") -> None:
         """A pending or running job ends with this exit code (0 succeeds, others fail)."""

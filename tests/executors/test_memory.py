@@ -184,3 +184,31 @@ def test_concurrent_submits_of_one_key_make_one_job(executor):
         thread.join()
     assert len(executor.jobs()) == 1
     assert set(results) == {Submission("mem-1", "memory:mem-1")}
+
+
+def test_a_pending_job_says_why_it_waits_until_it_starts_and_where_it_runs(executor):
+    executor.submit(launch())
+    assert executor.statuses(["mem-1"])["mem-1"].detail == ""
+    executor.wait("mem-1", "RUNNABLE")
+    waiting = executor.statuses(["mem-1"])["mem-1"]
+    assert (waiting.state, waiting.detail, waiting.placement) == (State.PENDING, "RUNNABLE", "")
+
+    executor.start("mem-1", placement="Fargate")
+    running = executor.statuses(["mem-1"])["mem-1"]
+    assert (running.state, running.detail, running.placement) == (State.RUNNING, "", "Fargate")
+    with pytest.raises(ValueError, match="not pending"):
+        executor.wait("mem-1", "STARTING")
+
+    executor.finish("mem-1", 0)
+    assert executor.statuses(["mem-1"])["mem-1"].placement == "Fargate"
+
+
+def test_a_forgotten_job_is_left_out_of_statuses_and_find(executor):
+    executor.submit(launch("key-a"))
+    executor.submit(launch("key-b"))
+    executor.forget("mem-1")
+
+    assert executor.statuses(["mem-1", "mem-2"]).keys() == {"mem-2"}
+    assert executor.find(launch("key-a")) is None
+    assert executor.find(launch("key-b")) == Submission("mem-2", "memory:mem-2")
+    assert executor.submit(launch("key-c")).external_id == "mem-3", "its id is not reused"
