@@ -1,188 +1,233 @@
-"""Polling executors that do not report their own exits (AWS): batches, transitions, failures."""
+"""Polling executors that do not report their own exits (AWS): batches, transitions, failures,
+what a job's status says beyond its state, and jobs the executor no longer knows.
+
+The in-memory executor plays AWS: attempts reach it through the real submit path, the test
+moves its jobs on, and the tests assert on what it was asked (``status_calls``) and on the
+attempts.
+"""
 
 from __future__ import annotations
 
 import logging
-from collections.abc import Sequence
-from datetime import UTC, datetime
+from datetime import timedelta
 
 import pytest
+from django.conf import settings
 from django.utils import timezone
 
-from executors.base import ExecutorError, Launch, LogChunk, State, Status, Submission
+from executors.base import ExecutorError
+from executors.memory import MemoryExecutor, SimulatedCrash
+from jobs import orchestrator
+from jobs.engine import AttemptStatus
 from jobs.models import ProcessRun, TaskEvent, TaskRun, Trigger
 from jobs.orchestrator import trigger_run
-from jobs.supervision import poll_running
+from jobs.submission import submit_task_run
+from jobs.supervision import advance_due_runs, poll_running
 from tests.conftest import make_process, serve_memory
+from tests.orchestrator.driving import attempts
 
 pytestmark = pytest.mark.django_db(transaction=True)
 
-# A polled executor (as AWS Batch will be), played by the test under the "memory" kind.
-BATCH = {"executor": "memory", "config": {}}
-T0 = datetime(2026, 3, 1, 12, 0, 0, tzinfo=UTC)
-T1 = datetime(2026, 3, 1, 12, 5, 0, tzinfo=UTC)
-
-
-class RemoteBatch:
-    """Stands in for AWS Batch: answers from ``jobs``, records the id batches it was asked."""
-
-    kind = "memory"
-    runs_on_submit = False
-
-    def __init__(self) -> None:
-        self.jobs: dict[str, Status] = {}
-        self.calls: list[list[str]] = []
-        self.fail_calls: set[int] = set()  # indexes of statuses() calls that raise
-
-    def submit(self, launch: Launch) -> Submission:
-        raise AssertionError("these tests never submit")
-
-    def find(self, idempotency_key: str) -> Submission | None:
-        return None
-
-    def statuses(self, external_ids: Sequence[str]) -> dict[str, Status]:
-        self.calls.append(list(external_ids))
-        if len(self.calls) - 1 in self.fail_calls:
-            raise ExecutorError("Rate exceeded")
-        return {i: self.jobs[i] for i in external_ids if i in self.jobs}
-
-    def terminate(self, external_id: str, reason: str) -> None:
-        raise AssertionError("these tests never terminate")
-
-    def read_logs(self, log_ref: str, cursor: str | None) -> LogChunk:
-        return LogChunk((), cursor or "")
+MEMORY = {"executor": "memory", "config": {}}
+ON_SPOT = "EC2 m5.large (spot)"
 
 
 @pytest.fixture
-def remote(monkeypatch) -> RemoteBatch:
-    fake = RemoteBatch()
-    return serve_memory(monkeypatch, fake)
+def executor(monkeypatch) -> MemoryExecutor:
+    return serve_memory(monkeypatch, MemoryExecutor())
 
 
-def submitted(task_run: TaskRun, external_id: str, status: str = "submitted") -> TaskRun:
-    """Put an attempt where a successful submit to AWS leaves it, a moment ago."""
-    TaskRun.objects.filter(pk=task_run.pk).update(
-        status=status, external_id=external_id, submitted_at=timezone.now()
-    )
-    task_run.refresh_from_db()
-    return task_run
+def run_of(name: str, tasks: dict[str, dict]) -> ProcessRun:
+    """A manual run of a process whose tasks ({name: fields}) all run on the memory executor."""
+    process = make_process(name, {task: {**MEMORY, **fields} for task, fields in tasks.items()})
+    return trigger_run(process, Trigger.MANUAL)
+
+
+def submit(run: ProcessRun, *names: str) -> dict[str, TaskRun]:
+    """Submit the run's READY attempts (of ``names``; all if none) as a worker would.
+
+    Returns the run's latest attempt of each task, as it now stands.
+    """
+    ready = run.task_runs.filter(status=AttemptStatus.READY).order_by("id")
+    if names:
+        ready = ready.filter(task_name__in=names)
+    for task_run_id in ready.values_list("pk", flat=True):
+        assert submit_task_run(task_run_id)
+    return by_task(run)
+
+
+def by_task(run: ProcessRun) -> dict[str, TaskRun]:
+    """The run's latest attempt of each task."""
+    return {tr.task_name: tr for tr in run.task_runs.order_by("id")}
+
+
+def submitted_ago(task_run: TaskRun, seconds: float) -> None:
+    """Move the attempt's submit back in time (the safety net reads it from the database)."""
+    when = timezone.now() - timedelta(seconds=seconds)
+    TaskRun.objects.filter(pk=task_run.pk).update(submitted_at=when)
 
 
 def state(run: ProcessRun) -> list[tuple]:
     """Everything polling may change, to compare before and after."""
     rows = run.task_runs.order_by("id").values_list(
-        "task_name", "status", "started_at", "finished_at", "exit_code", "reason"
+        "task_name",
+        "status",
+        "started_at",
+        "finished_at",
+        "exit_code",
+        "reason",
+        "placement",
+        "executor_state",
+        "executor_state_since",
     )
     run.refresh_from_db()
     return [*rows, (run.status, run.reason, run.wake_at, TaskEvent.objects.count())]
 
 
-def test_live_attempts_are_polled_at_most_100_ids_per_call(remote):
-    process = make_process("wide", {f"t{i:03}": dict(BATCH) for i in range(250)})
-    run = trigger_run(process, Trigger.MANUAL)
-    ids = {submitted(tr, f"job-{tr.pk}").external_id for tr in run.task_runs.all()}
+# ---- what is asked ----
+
+
+def test_live_attempts_are_polled_at_most_100_ids_per_call(executor):
+    run = run_of("wide", {f"t{i:03}": {} for i in range(250)})
+    ids = {tr.external_id for tr in submit(run).values()}
+    assert len(ids) == 250 and "" not in ids
     before = state(run)
 
-    assert poll_running() == 0  # AWS knows none of them yet
-    assert [len(call) for call in remote.calls] == [100, 100, 50]
-    asked = [i for call in remote.calls for i in call]
+    assert poll_running() == 0  # every job is still pending
+    assert [len(call) for call in executor.status_calls] == [100, 100, 50]
+    asked = [i for call in executor.status_calls for i in call]
     assert sorted(asked) == sorted(ids), "every live attempt asked about exactly once"
     assert state(run) == before
 
 
-def test_only_live_attempts_with_an_external_id_are_polled(remote):
-    process = make_process("mixed", {n: dict(BATCH) for n in ("live", "running", "ready", "done")})
-    run = trigger_run(process, Trigger.MANUAL)
-    tr = {t.task_name: t for t in run.task_runs.all()}
-    submitted(tr["live"], "job-live")
-    submitted(tr["running"], "job-running", status="running")
-    submitted(tr["done"], "job-done", status="succeeded")
-    TaskRun.objects.filter(pk=tr["ready"].pk).update(status="submitting")  # no id yet
+def test_only_live_attempts_with_an_external_id_are_polled(executor):
+    run = run_of("mixed", {n: {} for n in ("live", "running", "done", "submitting", "ready")})
+    submit(run, "live", "running", "done")
+    executor.crash_next_submit(accept=False)  # its worker died mid-submit: no job id saved
+    with pytest.raises(SimulatedCrash):
+        submit(run, "submitting")
+    tr = by_task(run)  # "ready" is never submitted
+    assert (tr["submitting"].status, tr["submitting"].external_id) == ("submitting", "")
+    assert (tr["ready"].status, tr["ready"].external_id) == ("ready", "")
+    executor.start(tr["running"].external_id)
+    executor.finish(tr["done"].external_id, 0)
 
+    assert poll_running() == 2
+    assert TaskRun.objects.get(pk=tr["running"].pk).status == "running"
+    assert TaskRun.objects.get(pk=tr["done"].pk).status == "succeeded"
     poll_running()
-    assert sorted(remote.calls[0]) == ["job-live", "job-running"]
-    assert len(remote.calls) == 1
+    first, second = executor.status_calls
+    assert sorted(first) == sorted(tr[n].external_id for n in ("live", "running", "done"))
+    assert sorted(second) == sorted(tr[n].external_id for n in ("live", "running"))
 
 
-def test_a_job_seen_running_marks_the_attempt_running(remote):
-    run = trigger_run(make_process("one", {"work": dict(BATCH)}), Trigger.MANUAL)
-    work = submitted(run.task_runs.get(), "job-1")
-    remote.jobs["job-1"] = Status(State.RUNNING, started_at=T1)
+def test_a_kind_missing_from_this_build_does_not_stop_polling_the_others(executor, caplog):
+    run = run_of("two-kinds", {"elsewhere": {}, "work": {}})
+    work = submit(run, "work")["work"]
+    # An attempt of a kind this build does not have, left by another build during a deploy:
+    # no path of this build makes one, so it is put where that build left it.
+    TaskRun.objects.filter(run=run, task_name="elsewhere").update(
+        executor="retired", status="submitted", external_id="job-1", submitted_at=timezone.now()
+    )
+    executor.start(work.external_id)
+
+    with caplog.at_level(logging.ERROR, logger="jobs.supervision"):
+        assert poll_running() == 1
+    assert "cannot poll retired attempts: unknown executor kind 'retired'" in caplog.text
+    work.refresh_from_db()
+    assert work.status == "running"
+    assert executor.status_calls == [[work.external_id]]
+
+
+# ---- transitions ----
+
+
+def test_a_job_seen_running_marks_the_attempt_running_with_the_executors_start_time(executor):
+    run = run_of("one", {"work": {}})
+    work = submit(run)["work"]
+    assert work.status == "submitted"
+    executor.start(work.external_id)
 
     assert poll_running() == 1
     work.refresh_from_db()
-    assert (work.status, work.started_at, work.finished_at) == ("running", T1, None)
+    started = executor.job(work.external_id).started_at
+    assert (work.status, work.started_at, work.finished_at) == ("running", started, None)
     run.refresh_from_db()
     assert run.status == "running"
 
 
-def test_a_job_still_pending_changes_nothing(remote):
-    run = trigger_run(make_process("one", {"work": dict(BATCH)}), Trigger.MANUAL)
-    submitted(run.task_runs.get(), "job-1")
-    remote.jobs["job-1"] = Status(State.PENDING)
+def test_a_job_still_pending_changes_nothing(executor):
+    run = run_of("one", {"work": {}})
+    submit(run)
     before = state(run)
 
     assert poll_running() == 0
     assert state(run) == before
 
 
-def test_finished_jobs_finish_their_attempts_and_move_the_run_on(remote):
-    process = make_process(
-        "chain", {"extract": dict(BATCH), "load": {**BATCH, "requires": ["extract"]}}
-    )
-    run = trigger_run(process, Trigger.MANUAL)
-    extract = submitted(run.task_runs.get(task_name="extract"), "job-extract", status="running")
-    remote.jobs["job-extract"] = Status(State.SUCCEEDED, exit_code=0, started_at=T0, ended_at=T1)
+def test_finished_jobs_finish_their_attempts_and_move_the_run_on(executor):
+    run = run_of("chain", {"extract": {}, "load": {"requires": ["extract"]}})
+    extract = submit(run)["extract"]
+    executor.start(extract.external_id)
+    assert poll_running() == 1
+    executor.finish(extract.external_id, 0)
 
     assert poll_running() == 1
     extract.refresh_from_db()
-    assert (extract.status, extract.exit_code, extract.finished_at) == ("succeeded", 0, T1)
-    load = run.task_runs.get(task_name="load")
-    assert load.status == "ready", "the downstream is released"
+    job = executor.job(extract.external_id)
+    assert (extract.status, extract.exit_code) == ("succeeded", 0)
+    assert (extract.started_at, extract.finished_at) == (job.started_at, job.ended_at)
+    assert run.task_runs.get(task_name="load").status == "ready", "the downstream is released"
 
-    submitted(load, "job-load", status="running")
-    remote.jobs["job-load"] = Status(
-        State.FAILED, exit_code=2, reason="Essential container in task exited", ended_at=T1
-    )
+    load = submit(run)["load"]
+    executor.start(load.external_id)
+    executor.finish(load.external_id, 2, reason="Essential container in task exited")
     assert poll_running() == 1
     load.refresh_from_db()
     assert (load.status, load.exit_code) == ("failed", 2)
     assert load.reason == "exit code 2; Essential container in task exited"
+    assert load.finished_at == executor.job(load.external_id).ended_at
     run.refresh_from_db()
     assert run.status == "failed" and run.reason == "failed: load"
     assert run.finished_at is not None
 
 
-def test_a_job_that_finished_between_two_polls_still_gets_a_start_time(remote):
-    run = trigger_run(make_process("one", {"work": dict(BATCH)}), Trigger.MANUAL)
-    work = submitted(run.task_runs.get(), "job-1")
-    remote.jobs["job-1"] = Status(State.SUCCEEDED, exit_code=0, ended_at=T1)
+def test_a_job_that_finished_between_two_polls_still_gets_a_start_time(executor):
+    run = run_of("one", {"work": {}})
+    work = submit(run)["work"]
+    executor.finish(work.external_id, 0)  # never seen running
+    assert executor.job(work.external_id).started_at is None
 
     assert poll_running() == 1
     work.refresh_from_db()
-    assert work.status == "succeeded" and work.started_at is not None
+    assert work.status == "succeeded"
+    assert work.started_at == work.finished_at == executor.job(work.external_id).ended_at
     run.refresh_from_db()
     assert run.status == "succeeded"
 
 
-def test_ids_the_executor_does_not_know_are_left_alone(remote):
-    run = trigger_run(make_process("two", {"a": dict(BATCH), "b": dict(BATCH)}), Trigger.MANUAL)
-    a = submitted(run.task_runs.get(task_name="a"), "job-a")
-    b = submitted(run.task_runs.get(task_name="b"), "job-b")
-    remote.jobs["job-a"] = Status(State.RUNNING, started_at=T1)
+def test_polling_twice_changes_nothing_the_second_time(executor):
+    run = run_of("three", {n: {} for n in ("up", "done", "bad")})
+    tr = submit(run)
+    executor.start(tr["up"].external_id, placement=ON_SPOT)
+    executor.finish(tr["done"].external_id, 0)
+    executor.finish(tr["bad"].external_id, 1)
 
-    assert poll_running() == 1
-    a.refresh_from_db()
-    assert a.status == "running"
-    b_after = TaskRun.objects.get(pk=b.pk)
-    assert (b_after.status, b_after.started_at, b_after.reason) == ("submitted", None, "")
+    assert poll_running() == 4  # the running one's placement is saved as well
+    after_first = state(run)
+    assert poll_running() == 0
+    assert state(run) == after_first
+    assert executor.status_calls[-1] == [tr["up"].external_id], "only the live attempt again"
 
 
-def test_an_executor_error_is_logged_and_changes_nothing(remote, caplog):
-    run = trigger_run(make_process("one", {"work": dict(BATCH)}), Trigger.MANUAL)
-    submitted(run.task_runs.get(), "job-1")
-    remote.jobs["job-1"] = Status(State.SUCCEEDED, exit_code=0, ended_at=T1)
-    remote.fail_calls = {0}
+# ---- failures of the executor ----
+
+
+def test_an_executor_error_is_logged_and_changes_nothing(executor, caplog):
+    run = run_of("one", {"work": {}})
+    work = submit(run)["work"]
+    executor.finish(work.external_id, 0)
+    executor.fail_next("statuses", ExecutorError("Rate exceeded"))
     before = state(run)
 
     with caplog.at_level(logging.WARNING, logger="jobs.supervision"):
@@ -193,53 +238,154 @@ def test_an_executor_error_is_logged_and_changes_nothing(remote, caplog):
     assert poll_running() == 1, "the next poll picks the outcome up"
     run.refresh_from_db()
     assert run.status == "succeeded"
+    assert len(executor.status_calls) == 2
 
 
-def test_a_failed_batch_does_not_stop_the_next_one(remote):
-    process = make_process("wide", {f"t{i:03}": dict(BATCH) for i in range(150)})
-    run = trigger_run(process, Trigger.MANUAL)
-    for tr in run.task_runs.all():
-        submitted(tr, f"job-{tr.pk}")
-        remote.jobs[f"job-{tr.pk}"] = Status(State.RUNNING, started_at=T1)
-    remote.fail_calls = {0}
+def test_a_failed_batch_does_not_stop_the_next_one(executor):
+    run = run_of("wide", {f"t{i:03}": {} for i in range(150)})
+    for task_run in submit(run).values():
+        executor.start(task_run.external_id)
+    executor.fail_next("statuses", ExecutorError("Rate exceeded"))
 
     assert poll_running() == 50
-    assert [len(call) for call in remote.calls] == [100, 50]
+    assert [len(call) for call in executor.status_calls] == [100, 50]
     running = set(run.task_runs.filter(status="running").values_list("external_id", flat=True))
-    assert running == set(remote.calls[1])
+    assert running == set(executor.status_calls[1])
 
 
-def test_polling_twice_changes_nothing_the_second_time(remote):
-    run = trigger_run(
-        make_process("three", {n: dict(BATCH) for n in ("up", "done", "bad")}), Trigger.MANUAL
-    )
-    tr = {t.task_name: t for t in run.task_runs.all()}
-    for name in tr:
-        submitted(tr[name], f"job-{name}")
-    remote.jobs["job-up"] = Status(State.RUNNING, started_at=T0)
-    remote.jobs["job-done"] = Status(State.SUCCEEDED, exit_code=0, ended_at=T1)
-    remote.jobs["job-bad"] = Status(State.FAILED, exit_code=1, ended_at=T1)
+# ---- jobs the executor no longer knows ----
 
-    assert poll_running() == 3
-    after_first = state(run)
+
+def test_ids_the_executor_does_not_know_are_left_alone_while_recent(executor):
+    run = run_of("two", {"a": {}, "b": {}})
+    tr = submit(run)
+    executor.start(tr["a"].external_id)
+    executor.forget(tr["b"].external_id)
+    submitted_ago(tr["b"], settings.SUNDIAL_REMOTE_LOST_AFTER_S - 30)
+    b_before = TaskRun.objects.filter(pk=tr["b"].pk).values().get()
+
+    assert poll_running() == 1
+    assert TaskRun.objects.get(pk=tr["a"].pk).status == "running"
+    assert TaskRun.objects.filter(pk=tr["b"].pk).values().get() == b_before
+    assert tr["b"].external_id in executor.status_calls[0]
+
+
+@pytest.mark.parametrize("seen_running", [False, True], ids=["submitted", "running"])
+def test_a_job_the_executor_no_longer_knows_is_lost_after_a_while_and_retried(
+    executor, seen_running
+):
+    run = run_of("one", {"work": {"max_attempts": 2, "retry_initial_delay_s": 0}})
+    work = submit(run)["work"]
+    job = work.external_id
+    if seen_running:
+        executor.start(job)
+        assert poll_running() == 1
+    executor.forget(job)  # e.g. it ended and expired from AWS's history unseen
+    submitted_ago(work, settings.SUNDIAL_REMOTE_LOST_AFTER_S - 30)
+    before = state(run)
+
     assert poll_running() == 0
-    assert state(run) == after_first
-    assert remote.calls[-1] == ["job-up"], "only the attempt still live is asked again"
+    assert state(run) == before, "AWS's reads can lag its writes: not lost yet"
+
+    submitted_ago(work, settings.SUNDIAL_REMOTE_LOST_AFTER_S + 1)
+    assert poll_running() == 1
+    work.refresh_from_db()
+    assert (work.status, work.exit_code) == ("failed", None)
+    assert work.reason == f"lost: memory no longer knows job {job}"
+    assert work.finished_at is not None
+    assert attempts(run) == [("work", 1, "failed"), ("work", 2, "waiting")], "retried"
+    run.refresh_from_db()
+    assert run.status == "running"
+
+    assert advance_due_runs() == 1  # its backoff (none) has passed
+    retry = submit(run)["work"]
+    assert (retry.number, retry.status) == (2, "submitted")
+    assert retry.external_id not in ("", job), "the retry is a job of its own"
 
 
-def test_a_kind_missing_from_this_build_does_not_stop_polling_the_others(remote):
-    process = make_process(
-        "two-kinds",
-        {
-            "elsewhere": {"executor": "ecs", "config": {}},  # e.g. left by a newer build
-            "work": dict(BATCH),
-        },
-    )
-    run = trigger_run(process, Trigger.MANUAL)
-    submitted(run.task_runs.get(task_name="elsewhere"), "arn:aws:ecs:task/1")
-    work = submitted(run.task_runs.get(task_name="work"), "job-1")
-    remote.jobs["job-1"] = Status(State.RUNNING, started_at=T1)
+def test_a_lost_job_with_no_attempts_left_fails_its_run(executor):
+    run = run_of("one", {"work": {}})
+    work = submit(run)["work"]
+    executor.forget(work.external_id)
+    submitted_ago(work, settings.SUNDIAL_REMOTE_LOST_AFTER_S + 1)
 
+    assert poll_running() == 1
+    assert attempts(run) == [("work", 1, "failed")]
+    run.refresh_from_db()
+    assert (run.status, run.reason) == ("failed", "failed: work")
+
+
+def test_a_job_the_executor_knows_is_never_lost_however_long_it_waits(executor):
+    run = run_of("one", {"work": {}})
+    work = submit(run)["work"]
+    executor.wait(work.external_id, "RUNNABLE")  # no capacity in the queue, for hours
+    submitted_ago(work, settings.SUNDIAL_REMOTE_LOST_AFTER_S * 100)
+
+    assert poll_running() == 1  # its executor state, nothing more
+    work.refresh_from_db()
+    assert (work.status, work.reason, work.executor_state) == ("submitted", "", "RUNNABLE")
+
+
+# ---- what a status says beyond the state ----
+
+
+def test_why_a_job_waits_is_saved_when_it_changes_and_cleared_when_it_runs(executor):
+    run = run_of("one", {"work": {}})
+    work = submit(run)["work"]
+    job = work.external_id
+    assert (work.executor_state, work.executor_state_since) == ("", None)
+
+    executor.wait(job, "RUNNABLE")
+    asked_at = timezone.now()
+    assert poll_running() == 1
+    work.refresh_from_db()
+    assert (work.status, work.executor_state) == ("submitted", "RUNNABLE")
+    assert work.executor_state_since is not None and work.executor_state_since >= asked_at
+    runnable_since = work.executor_state_since
+
+    assert poll_running() == 0, "the same word again writes nothing"
+    work.refresh_from_db()
+    assert (work.executor_state, work.executor_state_since) == ("RUNNABLE", runnable_since)
+
+    executor.wait(job, "STARTING")
+    assert poll_running() == 1
+    work.refresh_from_db()
+    assert work.executor_state == "STARTING"
+    assert work.executor_state_since > runnable_since
+
+    executor.start(job)
     poll_running()
     work.refresh_from_db()
-    assert work.status == "running"
+    assert (work.status, work.executor_state) == ("running", "")
+
+
+def test_where_a_job_runs_is_saved_and_kept_after_it_ends(executor):
+    run = run_of("one", {"work": {}})
+    work = submit(run)["work"]
+    executor.start(work.external_id, placement=ON_SPOT)
+
+    assert poll_running() == 2  # running, and where
+    work.refresh_from_db()
+    assert (work.status, work.placement) == ("running", ON_SPOT)
+
+    executor.finish(work.external_id, 0)
+    assert poll_running() == 1
+    work.refresh_from_db()
+    assert (work.status, work.placement) == ("succeeded", ON_SPOT)
+
+
+def test_a_late_answer_does_not_write_on_an_attempt_that_has_ended(executor, monkeypatch):
+    run = run_of("one", {"work": {}})
+    work = submit(run)["work"]
+    executor.wait(work.external_id, "RUNNABLE")
+    ask = executor.statuses
+
+    def statuses_while_another_poller_records_the_end(external_ids):
+        answer = ask(external_ids)  # still "RUNNABLE"
+        orchestrator.record_outcomes([orchestrator.Outcome(work.pk, run.pk, 0)])
+        return answer
+
+    monkeypatch.setattr(executor, "statuses", statuses_while_another_poller_records_the_end)
+    assert poll_running() == 0
+    work.refresh_from_db()
+    assert (work.status, work.executor_state, work.executor_state_since) == ("succeeded", "", None)
