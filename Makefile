@@ -27,6 +27,7 @@ lint: $(STAMP)
 bench: $(STAMP)
 	$(BIN)/python bench/engine_step.py
 	$(BIN)/python bench/dag_overhead.py
+	$(BIN)/python bench/poller.py
 
 # Regenerate the lock file after changing pyproject.toml (needs uv: pip install uv).
 lock:
