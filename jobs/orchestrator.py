@@ -533,6 +533,7 @@ class Outcome:
     exit_code: int | None
     note: str = ""  # added to the reason, e.g. "lost: no heartbeat since 14:05:00 UTC"
     ended_at: datetime | None = None  # when the executor saw it end; default: now
+    started_at: datetime | None = None  # when the executor saw it start, if it says
     out_of_memory: bool = False  # as the executor classified it (Status.out_of_memory)
     permanent: bool = False  # as the executor classified it: a retry cannot help
 
@@ -598,14 +599,16 @@ def _finish_attempt(
         unexplained = outcome.exit_code is None and terminated_as is None
         reason = outcome.note if unexplained or not reason else f"{reason}; {outcome.note}"
     ended = outcome.ended_at or now
-    started = attempt.started_at or ended
+    # A job that started and ended between two polls was never seen running: its start is
+    # the executor's word, else its end (it ran for no time we know of).
+    started = attempt.started_at or outcome.started_at or ended
     # Conditional: a repeated report (or a late one for a finished attempt) changes nothing.
     if not TaskRun.objects.filter(pk=attempt.id, status__in=_ACTIVE).update(
         status=status,
         exit_code=outcome.exit_code,
         reason=reason,
         finished_at=ended,
-        started_at=Coalesce(F("started_at"), Value(ended)),
+        started_at=Coalesce(F("started_at"), Value(started)),
     ):
         return attempt
     events.append(TaskEvent(run=run, task_run_id=attempt.id, kind=status, message=reason or status))

@@ -279,7 +279,7 @@ def _apply_statuses(task_runs: list[TaskRun], statuses: dict[str, Status]) -> in
                 note = f"lost: {task_run.executor} no longer knows job {task_run.external_id}"
                 finished.append(orchestrator.Outcome(task_run.pk, task_run.run_id, None, note))
             continue
-        changed += _note_progress(task_run, status, now)
+        noted = _note_progress(task_run, status, now)
         if status.state in (State.SUCCEEDED, State.FAILED):
             finished.append(
                 orchestrator.Outcome(
@@ -288,22 +288,27 @@ def _apply_statuses(task_runs: list[TaskRun], statuses: dict[str, Status]) -> in
                     status.exit_code,
                     status.reason,
                     status.ended_at,
+                    status.started_at,
                     out_of_memory=status.out_of_memory,
                     permanent=status.permanent,
                 )
             )
-        elif status.state == State.RUNNING and task_run.status == AttemptStatus.SUBMITTED:
-            started = status.started_at or now
-            changed += TaskRun.objects.filter(
-                pk=task_run.pk, status=AttemptStatus.SUBMITTED
-            ).update(status=AttemptStatus.RUNNING, started_at=started)
+            continue  # counted below, once
+        started = False
+        if status.state == State.RUNNING and task_run.status == AttemptStatus.SUBMITTED:
+            started = bool(
+                TaskRun.objects.filter(pk=task_run.pk, status=AttemptStatus.SUBMITTED).update(
+                    status=AttemptStatus.RUNNING, started_at=status.started_at or now
+                )
+            )
             orchestrator.advance_run(task_run.run_id)
+        changed += noted or started  # each attempt counts once, however much it changed
     if finished:
         orchestrator.record_outcomes(finished)
     return changed + len(finished)
 
 
-def _note_progress(task_run: TaskRun, status: Status, now: datetime) -> int:
+def _note_progress(task_run: TaskRun, status: Status, now: datetime) -> bool:
     """Save what the executor says beyond the state, only when it changed: where the job
     runs, and its own word for why it waits (with since when)."""
     fields: dict[str, object] = {}
@@ -312,9 +317,8 @@ def _note_progress(task_run: TaskRun, status: Status, now: datetime) -> int:
     if status.detail != task_run.executor_state:
         fields.update(executor_state=status.detail, executor_state_since=now)
     if not fields:
-        return 0
+        return False
     # Conditional: a late poll must not overwrite what a newer one saved about a job that
     # has moved on (finished attempts keep their last word).
-    return int(
-        TaskRun.objects.filter(pk=task_run.pk, status__in=list(ACTIVE_ATTEMPT)).update(**fields) > 0
-    )
+    active = TaskRun.objects.filter(pk=task_run.pk, status__in=list(ACTIVE_ATTEMPT))
+    return bool(active.update(**fields))

@@ -206,6 +206,19 @@ def test_a_job_that_finished_between_two_polls_still_gets_a_start_time(executor)
     assert run.status == "succeeded"
 
 
+def test_a_job_that_ran_between_two_polls_keeps_the_executors_start_time(executor):
+    run = run_of("one", {"work": {}})
+    work = submit(run)["work"]
+    executor.start(work.external_id)
+    executor.finish(work.external_id, 0)  # started and ended before anyone polled
+
+    assert poll_running() == 1
+    work.refresh_from_db()
+    job = executor.job(work.external_id)
+    assert (work.started_at, work.finished_at) == (job.started_at, job.ended_at)
+    assert work.started_at < work.finished_at, "its run time (and cost) is not lost"
+
+
 def test_polling_twice_changes_nothing_the_second_time(executor):
     run = run_of("three", {n: {} for n in ("up", "done", "bad")})
     tr = submit(run)
@@ -213,7 +226,7 @@ def test_polling_twice_changes_nothing_the_second_time(executor):
     executor.finish(tr["done"].external_id, 0)
     executor.finish(tr["bad"].external_id, 1)
 
-    assert poll_running() == 4  # the running one's placement is saved as well
+    assert poll_running() == 3  # each attempt once, though the running one's placement is new
     after_first = state(run)
     assert poll_running() == 0
     assert state(run) == after_first
@@ -364,7 +377,7 @@ def test_where_a_job_runs_is_saved_and_kept_after_it_ends(executor):
     work = submit(run)["work"]
     executor.start(work.external_id, placement=ON_SPOT)
 
-    assert poll_running() == 2  # running, and where
+    assert poll_running() == 1  # one attempt: running, and where
     work.refresh_from_db()
     assert (work.status, work.placement) == ("running", ON_SPOT)
 
