@@ -1,18 +1,19 @@
-"""How AWS Batch words a failed job, read into what Sundial's retry rules need to know.
+"""How AWS words a container that failed, read into what Sundial's retry rules need to know.
 
-A job's ``statusReason`` and its container's ``reason`` are AWS's words. Two of their kinds
-change what a retry should do: an out-of-memory kill (a retry needs more memory) and a
-failure no retry can fix (the image cannot be pulled).
+Batch runs its jobs as ECS tasks, so both say it alike: a job's or task's reason and its
+container's ``reason`` are AWS's words. Two of their kinds change what a retry should do: an
+out-of-memory kill (a retry needs more memory) and a failure no retry can fix (the image
+cannot be pulled).
 """
 
 from __future__ import annotations
 
-# Container reasons that fail the same way on every try: the image is missing or private.
+# Reasons that fail the same way on every try: the image is missing or private.
 PERMANENT_REASONS = ("CannotPullContainerError",)
 
 
 def out_of_memory(exit_code: int | None, reason: str) -> bool:
-    """Batch says ``OutOfMemoryError: Container killed due to memory usage``; a container
+    """AWS says ``OutOfMemoryError: Container killed due to memory usage``; a container
     killed by the kernel's OOM killer exits 137 (SIGKILL) with a reason that says memory."""
     if "OutOfMemoryError" in reason:
         return True

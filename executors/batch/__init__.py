@@ -1,1 +1,2 @@
-"""AWS Batch: the executor (``executor.py``), its config and how Batch words failures."""
+"""AWS Batch: the executor (``executor.py``) and its config; what it shares with ECS is in
+``executors/aws/``."""

@@ -20,15 +20,17 @@ from __future__ import annotations
 
 import threading
 from collections import defaultdict
-from collections.abc import Mapping, Sequence
+from collections.abc import Callable, Mapping, Sequence
 from datetime import UTC, datetime
 from typing import Any
 
+from executors.aws import arns, failures, once
 from executors.aws.clients import AwsClients
+from executors.aws.definitions import Definitions, holds, registrable
 from executors.aws.errors import aws_call
+from executors.aws.launch import definition_name, definition_tags, environment, tags
 from executors.aws.logs import read_stream
 from executors.base import ExecutorError, Launch, LogChunk, State, Status, Submission
-from executors.batch import errors
 from executors.batch.config import BatchConfig
 
 KIND = "batch"
@@ -56,8 +58,7 @@ class BatchExecutor:
         self.clients = clients
         self.default_queue = default_queue
         self._lock = threading.Lock()
-        # (region, definition name, its container properties) -> "name:revision"
-        self._definitions: dict[tuple[str, str, str], str] = {}
+        self._definitions = Definitions()
         self._log_streams: dict[str, tuple[str, str]] = {}  # job ARN -> (group, stream)
 
     # ---- submit and find ----
@@ -71,24 +72,19 @@ class BatchExecutor:
             "jobQueue": queue,
             "jobDefinition": self._definition(batch, config, launch),
             "containerOverrides": _overrides(config, launch),
-            "tags": _tags(config, launch),
+            "tags": tags(launch, config.tags),
             "propagateTags": True,  # onto the ECS task, for cost allocation
         }
         try:
             with aws_call("SubmitJob"):
                 response = batch.submit_job(**request)
         except ExecutorError as exc:
-            if exc.permanent:
-                raise
-            # It may have reached AWS before failing (a timeout): look before trying again.
-            found = self._adopt(batch, queue, launch)
-            if found is None:
-                raise
-            return found
+            return once.found_after_failure(exc, lambda: self._adopt(batch, queue, launch))
         submission = Submission(response["jobArn"], response["jobArn"], _resources(config))
         if response.get("ResponseMetadata", {}).get("RetryAttempts"):
             # botocore sent SubmitJob more than once: each may have started a job.
-            self._stop_duplicates(batch, queue, launch, keep=submission.external_id)
+            jobs = self._jobs_named(batch, queue, job_name(launch))
+            once.keep_only(submission.external_id, jobs, self._stop_duplicate(batch))
         return submission
 
     def find(self, launch: Launch) -> Submission | None:
@@ -98,41 +94,35 @@ class BatchExecutor:
     def _adopt(self, batch: Any, queue: str, launch: Launch) -> Submission | None:
         """The attempt's job, if one was started; a second one (never wanted) is terminated."""
         jobs = self._jobs_named(batch, queue, job_name(launch))
-        if not jobs:
+        first = once.keep_first(jobs, self._stop_duplicate(batch))
+        if first is None:
             return None
-        first = min(jobs, key=lambda job: (job.get("createdAt", 0), job["jobArn"]))
-        self._stop_duplicates(batch, queue, launch, keep=first["jobArn"], jobs=jobs)
-        return Submission(first["jobArn"], first["jobArn"], _resources(_parse(launch.config)))
+        return Submission(first, first, _resources(_parse(launch.config)))
 
-    def _stop_duplicates(
-        self,
-        batch: Any,
-        queue: str,
-        launch: Launch,
-        *,
-        keep: str,
-        jobs: list[dict[str, Any]] | None = None,
-    ) -> None:
-        if jobs is None:
-            jobs = self._jobs_named(batch, queue, job_name(launch))
-        for job in jobs:
-            if job["jobArn"] != keep and job.get("status") not in ("SUCCEEDED", "FAILED"):
-                with aws_call("TerminateJob"):
-                    batch.terminate_job(
-                        jobId=job["jobId"], reason="a second job for one Sundial attempt"
-                    )
+    def _stop_duplicate(self, batch: Any) -> Callable[[str], None]:
+        def terminate(arn: str) -> None:
+            with aws_call("TerminateJob"):
+                batch.terminate_job(
+                    jobId=_job_id(arn), reason="a second job for one Sundial attempt"
+                )
 
-    def _jobs_named(self, batch: Any, queue: str, name: str) -> list[dict[str, Any]]:
+        return terminate
+
+    def _jobs_named(self, batch: Any, queue: str, name: str) -> list[once.Started]:
         # With a filter, ListJobs returns jobs in every status (of Batch's recent history).
         request: dict[str, Any] = {
             "jobQueue": queue,
             "filters": [{"name": "JOB_NAME", "values": [name]}],
         }
-        jobs: list[dict[str, Any]] = []
+        jobs: list[once.Started] = []
         with aws_call("ListJobs"):
             while True:
                 page = batch.list_jobs(**request)
-                jobs += [job for job in page.get("jobSummaryList", []) if job["jobName"] == name]
+                jobs += [
+                    _started(job)
+                    for job in page.get("jobSummaryList", [])
+                    if job["jobName"] == name
+                ]
                 if not page.get("nextToken"):
                     return jobs
                 request["nextToken"] = page["nextToken"]
@@ -146,9 +136,9 @@ class BatchExecutor:
         for arn in external_ids:
             by_region[_region_of(arn)].append(arn)
         result: dict[str, Status] = {}
-        for region, arns in by_region.items():
+        for region, in_region in by_region.items():
             batch = self.clients.client("batch", region)
-            by_id = {_job_id(arn): arn for arn in arns}
+            by_id = {_job_id(arn): arn for arn in in_region}
             ids = list(by_id)
             for start in range(0, len(ids), DESCRIBE_BATCH):
                 with aws_call("DescribeJobs"):
@@ -199,34 +189,25 @@ class BatchExecutor:
         """The job definition to submit with: the task's own, or one registered for its image."""
         if config.job_definition is not None:
             return config.job_definition
-        name = _definition_name(launch)
+        name = definition_name(launch, NAME_LIMIT)
         properties = _container_properties(config)
-        key = (batch.meta.region_name, name, repr(sorted(_compared(properties).items())))
-        with self._lock:
-            known = self._definitions.get(key)
-        if known is None:
-            known = self._latest_matching(batch, name, config, properties)
-            if known is None:
-                with aws_call("RegisterJobDefinition"):
-                    registered = batch.register_job_definition(
-                        jobDefinitionName=name,
-                        type="container",
-                        containerProperties=properties,
-                        platformCapabilities=[config.platform],
-                        retryStrategy={"attempts": 1},
-                        propagateTags=True,
-                        tags={"sundial:process": launch.process, "sundial:task": launch.task},
-                    )
-                known = f"{name}:{registered['revision']}"
-            with self._lock:
-                self._definitions[key] = known
-        return known
+        # Resources are overridden at every submit, so a change of them needs no new revision.
+        compared = {
+            "containerProperties": {
+                k: v for k, v in properties.items() if k != "resourceRequirements"
+            },
+            "platformCapabilities": [config.platform],
+        }
+        return self._definitions.revision(
+            batch.meta.region_name,
+            name,
+            compared,
+            latest_holding=lambda: self._latest_holding(batch, name, compared),
+            register=lambda: self._register(batch, name, config, properties, launch),
+        )
 
-    def _latest_matching(
-        self, batch: Any, name: str, config: BatchConfig, properties: Mapping[str, Any]
-    ) -> str | None:
-        """The latest active revision, if it has these container properties (AWS adds its
-        own defaults to what it returns, so only the keys Sundial sets are compared)."""
+    def _latest_holding(self, batch: Any, name: str, compared: Mapping[str, Any]) -> str | None:
+        """The latest active revision, if it holds what Sundial would register."""
         request: dict[str, Any] = {"jobDefinitionName": name, "status": "ACTIVE"}
         revisions: list[dict[str, Any]] = []
         with aws_call("DescribeJobDefinitions"):
@@ -239,11 +220,27 @@ class BatchExecutor:
         if not revisions:
             return None
         latest = max(revisions, key=lambda d: d["revision"])
-        existing = latest.get("containerProperties", {})
-        same = all(_same(existing.get(k), v) for k, v in _compared(properties).items())
-        if not same or latest.get("platformCapabilities", ["EC2"]) != [config.platform]:
-            return None
-        return f"{name}:{latest['revision']}"
+        return f"{name}:{latest['revision']}" if holds(latest, compared) else None
+
+    def _register(
+        self,
+        batch: Any,
+        name: str,
+        config: BatchConfig,
+        properties: Mapping[str, Any],
+        launch: Launch,
+    ) -> str:
+        with aws_call("RegisterJobDefinition"):
+            registered = batch.register_job_definition(
+                jobDefinitionName=name,
+                type="container",
+                containerProperties=registrable(properties),
+                platformCapabilities=[config.platform],
+                retryStrategy={"attempts": 1},
+                propagateTags=True,
+                tags=definition_tags(launch),
+            )
+        return f"{name}:{registered['revision']}"
 
     # ---- helpers ----
 
@@ -284,8 +281,8 @@ def job_status(job: Mapping[str, Any]) -> Status:
         ended_at=_time(job.get("stoppedAt")),
         detail=batch_state if state == State.PENDING else "",
         placement=_placement(job),
-        out_of_memory=failed and errors.out_of_memory(exit_code, container_reason),
-        permanent=failed and errors.permanent(container_reason),
+        out_of_memory=failed and failures.out_of_memory(exit_code, container_reason),
+        permanent=failed and failures.permanent(container_reason),
     )
 
 
@@ -307,6 +304,12 @@ def _placement(job: Mapping[str, Any]) -> str:
     return "EC2" if instance else ""
 
 
+def _started(job: Mapping[str, Any]) -> once.Started:
+    """A ListJobs summary, for choosing the attempt's job among several."""
+    ended = job.get("status") in ("SUCCEEDED", "FAILED")
+    return once.Started(job["jobArn"], job.get("createdAt", 0), active=not ended)
+
+
 def _time(millis: int | None) -> datetime | None:
     return datetime.fromtimestamp(millis / 1000, UTC) if millis else None
 
@@ -320,23 +323,18 @@ def _parse(config: Mapping[str, Any]) -> BatchConfig:
         raise ExecutorError(f"invalid batch config: {exc}", permanent=True) from None
 
 
-def _definition_name(launch: Launch) -> str:
-    return f"sundial-{launch.process}-{launch.task}"[:NAME_LIMIT]
-
-
 def _container_properties(config: BatchConfig) -> dict[str, Any]:
     """What the registered definition holds; resources go in at submit (see the module)."""
     properties: dict[str, Any] = {
         "image": config.image,
         "resourceRequirements": _resource_requirements(config),
-        "environment": _environment(config.env),
+        "environment": environment(config.env),
+        # None: unset, and compared as such (see definitions.holds).
+        "command": list(config.command) or None,
+        "jobRoleArn": config.job_role_arn,
+        "executionRoleArn": config.execution_role_arn,
+        "logConfiguration": None,
     }
-    if config.command:
-        properties["command"] = list(config.command)
-    if config.job_role_arn:
-        properties["jobRoleArn"] = config.job_role_arn
-    if config.execution_role_arn:
-        properties["executionRoleArn"] = config.execution_role_arn
     if config.log_group:
         properties["logConfiguration"] = {
             "logDriver": "awslogs",
@@ -352,46 +350,20 @@ def _container_properties(config: BatchConfig) -> dict[str, Any]:
     return properties
 
 
-def _compared(properties: Mapping[str, Any]) -> dict[str, Any]:
-    # Resources are overridden at every submit, so a change of them needs no new revision.
-    return {k: v for k, v in properties.items() if k != "resourceRequirements"}
-
-
-def _same(existing: Any, wanted: Any) -> bool:
-    if isinstance(wanted, list) and isinstance(existing, list):
-        # Environment and resource lists come back in AWS's order, not ours.
-        return sorted(map(repr, existing)) == sorted(map(repr, wanted))
-    return bool(existing == wanted)
-
-
 def _resource_requirements(config: BatchConfig) -> list[dict[str, str]]:
     wanted = [("VCPU", config.vcpu), ("MEMORY", config.memory_mib), ("GPU", config.gpu or None)]
     return [{"type": kind, "value": f"{value:g}"} for kind, value in wanted if value is not None]
 
 
-def _environment(env: Mapping[str, str]) -> list[dict[str, str]]:
-    return [{"name": name, "value": value} for name, value in sorted(env.items())]
-
-
 def _overrides(config: BatchConfig, launch: Launch) -> dict[str, Any]:
     """Per attempt: the SUNDIAL_* variables, the resources and (for a job definition of the
     team's own) the command and environment."""
-    overrides: dict[str, Any] = {"environment": _environment({**config.env, **launch.env})}
+    overrides: dict[str, Any] = {"environment": environment({**config.env, **launch.env})}
     if requirements := _resource_requirements(config):
         overrides["resourceRequirements"] = requirements
     if config.job_definition is not None and config.command:
         overrides["command"] = list(config.command)
     return overrides
-
-
-def _tags(config: BatchConfig, launch: Launch) -> dict[str, str]:
-    return {
-        **config.tags,
-        "sundial:process": launch.process,
-        "sundial:task": launch.task,
-        "sundial:run": str(launch.run_id),
-        "sundial:attempt": launch.attempt,
-    }
 
 
 def _resources(config: BatchConfig) -> dict[str, Any]:
@@ -406,10 +378,8 @@ def _resources(config: BatchConfig) -> dict[str, Any]:
 
 def _region_of(arn: str) -> str:
     # arn:aws:batch:<region>:<account>:job/<id>
-    parts = arn.split(":")
-    if len(parts) < 6 or parts[2] != "batch":
-        raise ExecutorError(f"not an AWS Batch job ARN: {arn!r}", permanent=True)
-    return parts[3]
+    region, _ = arns.parse(arn, "batch", "an AWS Batch job ARN")
+    return region
 
 
 def _job_id(arn: str) -> str:
