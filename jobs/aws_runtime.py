@@ -8,6 +8,7 @@ from django.conf import settings
 
 from executors.aws.clients import AwsClients, AwsOptions
 from executors.batch.executor import BatchExecutor
+from executors.ecs.executor import EcsExecutor
 
 
 @cache
@@ -33,7 +34,13 @@ def batch_executor() -> BatchExecutor:
     return BatchExecutor(clients(), default_queue=settings.SUNDIAL_BATCH_JOB_QUEUE)
 
 
+@cache
+def ecs_executor() -> EcsExecutor:
+    return EcsExecutor(clients(), default_cluster=settings.SUNDIAL_ECS_CLUSTER)
+
+
 def forget() -> None:
     """Build the executors again on next use (settings or the AWS environment changed)."""
     clients.cache_clear()
     batch_executor.cache_clear()
+    ecs_executor.cache_clear()

@@ -32,7 +32,7 @@ if os.environ.get("SUNDIAL_REQUIRE_SERVICES") == "1" and (
     raise ImproperlyConfigured("SUNDIAL_REQUIRE_SERVICES=1 but PostgreSQL or Redis is not set")
 
 # No AWS from the machine: the suite's AWS is moto server on this machine, set up by the tests
-# that use it (tests/aws.py, which also hands its address to the workers it starts); a
+# that use it (tests/aws/, which also hands its address to the workers it starts); a
 # developer's own profile or region must not leak in, nor an instance metadata lookup slow
 # the suite down.
 if not os.environ.get("AWS_ENDPOINT_URL", "").startswith("http://127.0.0.1:"):

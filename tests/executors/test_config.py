@@ -122,34 +122,99 @@ def test_batch_fargate_only_settings():
     )
 
 
+ECS = {"cluster": "c", "task_definition": "td:3", "container": "app", "subnets": ["subnet-1"]}
+
+
 def test_ecs_defaults_and_limits():
-    base = {"cluster": "c", "task_definition": "td:3", "container": "app"}
-    assert validate_config("ecs", base) == {
-        **base,
+    assert validate_config("ecs", ECS) == {
+        **ECS,
+        "image": None,
         "command": [],
+        "env": {},
         "cpu": None,
         "memory_mib": None,
-        "disk_gib": None,
-        "env": {},
-        "subnets": [],
+        "launch_type": "FARGATE",
+        "capacity_provider_strategy": [],
         "security_groups": [],
         "assign_public_ip": False,
-        "launch_type": "FARGATE",
+        "disk_gib": None,
+        "task_role_arn": None,
+        "execution_role_arn": None,
+        "log_group": None,
+        "tags": {},
+        "region": None,
     }
-    assert "cpu: Input should be greater than or equal to 256" in _error("ecs", {**base, "cpu": 1})
+    assert "cpu: Input should be greater than or equal to 256" in _error("ecs", {**ECS, "cpu": 1})
     assert "cpu: Input should be less than or equal to 16384" in _error(
-        "ecs", {**base, "cpu": 32768}
+        "ecs", {**ECS, "cpu": 32768}
     )
     assert "disk_gib: Input should be less than or equal to 200" in _error(
-        "ecs", {**base, "disk_gib": 500}
+        "ecs", {**ECS, "disk_gib": 500}
     )
     assert "launch_type: Input should be 'FARGATE' or 'EC2'" in _error(
-        "ecs", {**base, "launch_type": "LAMBDA"}
+        "ecs", {**ECS, "launch_type": "LAMBDA"}
     )
-    assert "disk_gib: ephemeral storage can only be set for FARGATE" in _error(
-        "ecs", {**base, "disk_gib": 30, "launch_type": "EC2"}
+    assert "task_role_arn: must be an IAM role ARN" in _error(
+        "ecs", {**ECS, "task_role_arn": "admin"}
     )
-    assert "container: Field required" in _error("ecs", {"cluster": "c", "task_definition": "t"})
+
+
+def test_ecs_takes_a_task_definition_or_an_image():
+    both = {**ECS, "image": "i"}
+    assert _error("ecs", both) == "exactly one of task_definition or image is required"
+    assert _error("ecs", {"subnets": ["s"]}) == (
+        "exactly one of task_definition or image is required"
+    )
+    assert _error("ecs", {**ECS, "container": None}) == (
+        "container: name the task definition's container that gets the overrides"
+    )
+    assert _error("ecs", {**ECS, "log_group": "/etl"}) == (
+        "log_group: set it in the task definition, or give an image"
+    )
+    # With an image, Sundial names the container and gives the task resources.
+    image = validate_config("ecs", {"image": "repo/app:1", "subnets": ["s"]})
+    assert (image["container"], image["cpu"], image["memory_mib"]) == ("main", 1024, 2048)
+    assert image["cluster"] is None, "SUNDIAL_ECS_CLUSTER's, at run time"
+
+
+def test_ecs_runs_on_a_launch_type_or_a_capacity_provider_strategy():
+    spot = {"capacity_provider": "FARGATE_SPOT", "weight": 3, "base": 1}
+    strategy = validate_config("ecs", {**ECS, "capacity_provider_strategy": [spot]})
+    assert strategy["launch_type"] is None
+    assert strategy["capacity_provider_strategy"] == [spot]
+    assert _error("ecs", {**ECS, "launch_type": "EC2", "capacity_provider_strategy": [spot]}) == (
+        "give launch_type or capacity_provider_strategy, not both"
+    )
+    weight = {"capacity_provider": "FARGATE", "weight": 1001}
+    assert "capacity_provider_strategy.0.weight: Input should be less than or equal to 1000" in (
+        _error("ecs", {**ECS, "capacity_provider_strategy": [weight]})
+    )
+    aws_spelling = {"capacityProvider": "FARGATE"}
+    assert "capacity_provider_strategy.0.capacityProvider: Extra inputs are not permitted" in (
+        _error("ecs", {**ECS, "capacity_provider_strategy": [aws_spelling]})
+    )
+
+
+def test_ecs_fargate_needs_subnets_and_alone_takes_disk():
+    on_ec2 = {**ECS, "subnets": [], "launch_type": "EC2"}
+    assert validate_config("ecs", on_ec2)["subnets"] == [], "EC2: bridge networking will do"
+    assert _error("ecs", {**ECS, "subnets": []}) == (
+        "subnets: a Fargate task needs at least one (awsvpc networking)"
+    )
+    spot = {
+        **ECS,
+        "subnets": [],
+        "capacity_provider_strategy": [{"capacity_provider": "FARGATE_SPOT"}],
+    }
+    assert _error("ecs", spot) == "subnets: a Fargate task needs at least one (awsvpc networking)"
+    assert _error("ecs", {**on_ec2, "disk_gib": 30}) == (
+        "disk_gib: ephemeral storage can only be set for FARGATE"
+    )
+    own_instances = [{"capacity_provider": "my-asg"}]
+    assert _error("ecs", {**ECS, "capacity_provider_strategy": own_instances, "disk_gib": 30}) == (
+        "disk_gib: ephemeral storage can only be set for FARGATE"
+    )
+    assert validate_config("ecs", {**ECS, "disk_gib": 30})["disk_gib"] == 30
 
 
 def test_unknown_kind_and_non_objects():
@@ -159,7 +224,6 @@ def test_unknown_kind_and_non_objects():
 
 
 BATCH = {"image": "i", "job_queue": "q"}
-ECS = {"cluster": "c", "task_definition": "td:3", "container": "app"}
 # Every field that holds text, with NUL in it: exec() cannot pass it, PostgreSQL cannot store it.
 NUL_IN_TEXT = [
     ("local", {"command": ["a\0"]}, "command.0"),
@@ -183,6 +247,17 @@ NUL_IN_TEXT = [
     ("ecs", {**ECS, "env": {"A": "a\0"}}, "env.A"),
     ("ecs", {**ECS, "subnets": ["a\0"]}, "subnets.0"),
     ("ecs", {**ECS, "security_groups": ["a\0"]}, "security_groups.0"),
+    ("ecs", {**ECS, "image": "a\0"}, "image"),
+    ("ecs", {**ECS, "task_role_arn": "arn:aws:iam::123456789012:role/a\0"}, "task_role_arn"),
+    ("ecs", {**ECS, "execution_role_arn": "arn:aws:iam::1:role/a\0"}, "execution_role_arn"),
+    ("ecs", {**ECS, "log_group": "a\0"}, "log_group"),
+    ("ecs", {**ECS, "region": "a\0"}, "region"),
+    ("ecs", {**ECS, "tags": {"team": "a\0"}}, "tags.team"),
+    (
+        "ecs",
+        {**ECS, "capacity_provider_strategy": [{"capacity_provider": "a\0"}]},
+        "capacity_provider_strategy.0.capacity_provider",
+    ),
 ]
 
 
@@ -192,15 +267,19 @@ def test_no_text_field_takes_nul(kind, raw, path):
 
 
 def test_the_nul_cases_cover_every_text_field():
-    def holds_free_text(field_schema: dict) -> bool:
+    def holds_free_text(field_schema: dict, definitions: dict) -> bool:
         text = json.dumps(field_schema)
+        for name, nested in definitions.items():  # a list of objects: what the objects hold
+            if f'"#/$defs/{name}"' in text:
+                text += json.dumps(nested)
         return '"type": "string"' in text and '"enum"' not in text  # a choice is no free text
 
     text_fields = {
         (kind, name)
         for kind, entry in KINDS.items()
         if entry.offered  # the memory executor's label is a test's own
-        for name, field_schema in entry.schema.model_json_schema()["properties"].items()
-        if holds_free_text(field_schema)
+        for schema in [entry.schema.model_json_schema()]
+        for name, field_schema in schema["properties"].items()
+        if holds_free_text(field_schema, schema.get("$defs", {}))
     }
     assert text_fields == {(kind, path.split(".")[0]) for kind, _, path in NUL_IN_TEXT}
