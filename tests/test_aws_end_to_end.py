@@ -66,13 +66,25 @@ def finished(run) -> None:
     wait_for(done, timeout=30, interval=0.2)
 
 
-def test_a_process_mixing_local_and_batch_tasks_runs_to_success(aws, worker):
+def test_a_process_mixing_local_batch_and_ecs_tasks_runs_to_success(aws, worker):
+    cluster = aws.ecs_cluster()
+    publish = {
+        "executor": "ecs",
+        "config": {
+            "image": "repo/publish:1",
+            "cluster": cluster.name,
+            "subnets": [cluster.subnet],
+            "security_groups": [cluster.security_group],
+            "log_group": "/sundial/publish",
+        },
+    }
     process = make_process(
         "mixed",
         {
             "extract": {},
             "transform": {**TRANSFORM, "requires": ["extract"]},
             "load": {"requires": ["transform"]},
+            "publish": {**publish, "requires": ["transform"]},
         },
     )
     run = trigger_run(process, Trigger.API)
@@ -86,17 +98,28 @@ def test_a_process_mixing_local_and_batch_tasks_runs_to_success(aws, worker):
     poll_running()
     assert attempt_of(run, "transform").status == "running"
     aws.finish_batch_job(transform.external_id, 0)
+    poll_running()
+
+    published = submitted(run, "publish")
+    task = aws.describe_ecs_task(published.external_id)
+    (overrides,) = task["overrides"]["containerOverrides"]
+    assert {"name": "SUNDIAL_TASK_RUN_ID", "value": str(published.pk)} in overrides["environment"]
+    aws.run_ecs_task(published.external_id, "published to s3://reports/")
+    aws.stop_ecs_task(published.external_id, 0)
     finished(run)
 
     assert run.status == "succeeded", run.reason
-    assert attempts(run) == [
+    assert sorted(attempts(run)) == [
         ("extract", 1, "succeeded"),
-        ("transform", 1, "succeeded"),
         ("load", 1, "succeeded"),
+        ("publish", 1, "succeeded"),
+        ("transform", 1, "succeeded"),
     ]
     transform.refresh_from_db()
     assert transform.resources == {"platform": "EC2", "vcpu": 1.0, "memory_mib": 2048}
     assert read_log(transform).lines == ("transforming 10 rows",)
+    published.refresh_from_db()
+    assert read_log(published).lines == ("published to s3://reports/",)
 
 
 class HeldSubmit:
