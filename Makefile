@@ -26,6 +26,7 @@ lint: $(STAMP)
 
 bench: $(STAMP)
 	$(BIN)/python bench/engine_step.py
+	$(BIN)/python bench/local_submit.py
 	$(BIN)/python bench/dag_overhead.py
 	$(BIN)/python bench/poller.py
 

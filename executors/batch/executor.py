@@ -38,15 +38,22 @@ DESCRIBE_BATCH = 100  # DescribeJobs takes at most 100 ids
 DEFAULT_LOG_GROUP = "/aws/batch/job"
 NAME_LIMIT = 128  # job and job definition names
 
-# Batch's states, as Sundial's; the waiting ones keep Batch's word as the status's detail.
+# Batch's states, as Sundial's.
 _STATES = {
     "SUBMITTED": State.PENDING,
-    "PENDING": State.PENDING,  # waiting for a dependency (Sundial's jobs have none)
-    "RUNNABLE": State.PENDING,  # waiting for capacity in the compute environment
-    "STARTING": State.PENDING,  # placed: pulling the image, starting the container
+    "PENDING": State.PENDING,
+    "RUNNABLE": State.PENDING,
+    "STARTING": State.PENDING,
     "RUNNING": State.RUNNING,
     "SUCCEEDED": State.SUCCEEDED,
     "FAILED": State.FAILED,
+}
+# Why a job waits, in words for the run page (a status's detail), with Batch's own word.
+WAITS = {
+    "SUBMITTED": "accepted by AWS Batch (SUBMITTED)",
+    "PENDING": "waiting for a dependency (PENDING)",  # Sundial's jobs have none
+    "RUNNABLE": "waiting for capacity (RUNNABLE)",  # no instance has room for it yet
+    "STARTING": "starting: pulling the image (STARTING)",
 }
 
 
@@ -279,7 +286,7 @@ def job_status(job: Mapping[str, Any]) -> Status:
         reason=reason if failed else "",
         started_at=_time(job.get("startedAt")),
         ended_at=_time(job.get("stoppedAt")),
-        detail=batch_state if state == State.PENDING else "",
+        detail=WAITS.get(batch_state, batch_state) if state == State.PENDING else "",
         placement=_placement(job),
         out_of_memory=failed and failures.out_of_memory(exit_code, container_reason),
         permanent=failed and failures.permanent(container_reason),

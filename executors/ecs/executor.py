@@ -50,16 +50,26 @@ STARTED_BY_LIMIT = 36
 STOP_REASON_LIMIT = 255
 LOG_STREAM_PREFIX = "sundial"  # a registered definition's streams: sundial/<container>/<task id>
 
-# ECS's states short of STOPPED, as Sundial's; all but RUNNING keep ECS's word as the detail.
+# ECS's states short of STOPPED, as Sundial's.
 _STATES = {
-    "PROVISIONING": State.PENDING,  # capacity being found (Fargate, capacity providers)
-    "PENDING": State.PENDING,  # placed: pulling the image
-    "ACTIVATING": State.PENDING,  # network and load balancers being set up
+    "PROVISIONING": State.PENDING,
+    "PENDING": State.PENDING,
+    "ACTIVATING": State.PENDING,
     "RUNNING": State.RUNNING,
     # Asked to stop: the container may still be running until it exits or is killed.
     "DEACTIVATING": State.RUNNING,
     "STOPPING": State.RUNNING,
     "DEPROVISIONING": State.RUNNING,
+}
+# What a task not (or no longer) simply running is doing, in words for the run page (a
+# status's detail), with ECS's own word.
+STAGES = {
+    "PROVISIONING": "waiting for capacity (PROVISIONING)",
+    "PENDING": "starting: pulling the image (PENDING)",
+    "ACTIVATING": "starting: setting up its network (ACTIVATING)",
+    "DEACTIVATING": "stopping (DEACTIVATING)",
+    "STOPPING": "stopping (STOPPING)",
+    "DEPROVISIONING": "stopping: releasing its network (DEPROVISIONING)",
 }
 
 
@@ -286,7 +296,7 @@ def task_status(task: Mapping[str, Any]) -> Status:
     return Status(
         _STATES.get(last_status, State.PENDING),
         started_at=task.get("startedAt"),
-        detail="" if last_status == "RUNNING" else last_status,
+        detail="" if last_status == "RUNNING" else STAGES.get(last_status, last_status),
         placement=_placement(task),
     )
 

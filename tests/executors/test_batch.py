@@ -148,8 +148,15 @@ def test_statuses_map_every_batch_state(aws, batch):
 
     found = batch.statuses(arns)
 
-    assert (found[waiting].state, found[waiting].detail) == (State.PENDING, "SUBMITTED")
-    assert (found[runnable].state, found[runnable].detail) == (State.PENDING, "RUNNABLE")
+    assert (found[waiting].state, found[waiting].detail) == (
+        State.PENDING,
+        "accepted by AWS Batch (SUBMITTED)",
+    )
+    assert (found[runnable].state, found[runnable].detail) == (
+        State.PENDING,
+        "waiting for capacity (RUNNABLE)",
+    )
+    assert found[running].detail == ""
     assert found[running].state == State.RUNNING and found[running].started_at is not None
     assert (found[succeeded].state, found[succeeded].exit_code) == (State.SUCCEEDED, 0)
     assert found[oom].state == State.FAILED and found[oom].exit_code == 137

@@ -255,9 +255,10 @@ def test_statuses_map_every_ecs_state(aws, cluster, ecs):
 
     assert (found[provisioning].state, found[provisioning].detail) == (
         State.PENDING,
-        "PROVISIONING",
+        "waiting for capacity (PROVISIONING)",
     )
     assert found[running].state == State.RUNNING and found[running].started_at is not None
+    assert found[running].detail == ""
     assert found[running].placement == "Fargate"
     assert found[stopping].state == State.RUNNING, "asked to stop, the container still runs"
     assert (found[succeeded].state, found[succeeded].exit_code) == (State.SUCCEEDED, 0)

@@ -4,7 +4,6 @@ import dataclasses
 import logging
 import os
 import threading
-import time
 from datetime import UTC, timedelta
 from pathlib import Path
 
@@ -216,14 +215,3 @@ def test_close_stops_the_watcher(tmp_path):
     with pytest.raises(ExecutorError):
         executor.submit(make_launch(command=["true"]))
     assert sub.log_ref
-
-
-def test_submit_is_fast(executor, exits):
-    # The target is < 1 ms for `true`; the bound here is loose so a busy CI box passes.
-    durations = []
-    for _ in range(30):
-        start = time.perf_counter()
-        executor.submit(make_launch(command=["true"]))
-        durations.append(time.perf_counter() - start)
-    assert sorted(durations)[15] < 0.01
-    wait_until(lambda: not executor.live_ids())
