@@ -211,7 +211,7 @@ class TaskRun(models.Model):
     placement = models.CharField(max_length=200, blank=True)
     # A polled executor's own word for a waiting job (Batch's RUNNABLE: waiting for
     # capacity) and since when it has said it, so the page can say for how long.
-    executor_state = models.CharField(max_length=32, blank=True)
+    executor_state = models.CharField(max_length=200, blank=True)
     executor_state_since = models.DateTimeField(null=True, blank=True)
     exit_code = models.IntegerField(null=True, blank=True)
     reason = models.TextField(blank=True)

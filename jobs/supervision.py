@@ -28,6 +28,8 @@ from jobs.submission import HOST, after_submit, fail_unstarted, launch_for
 log = logging.getLogger(__name__)
 
 POLL_BATCH = 100  # DescribeJobs / DescribeTasks take at most 100 ids per call
+PLACEMENT_LIMIT = TaskRun._meta.get_field("placement").max_length
+EXECUTOR_STATE_LIMIT = TaskRun._meta.get_field("executor_state").max_length
 
 
 def advance_due_runs() -> int:
@@ -267,8 +269,9 @@ _POLLED_FIELDS = (
 def _apply_statuses(task_runs: list[TaskRun], statuses: dict[str, Status]) -> int:
     now = timezone.now()
     forgotten_before = now - timedelta(seconds=settings.SUNDIAL_REMOTE_LOST_AFTER_S)
-    finished = []
-    changed = 0
+    finished: list[orchestrator.Outcome] = []
+    started: list[tuple[TaskRun, datetime, dict[str, object]]] = []
+    notes = _Notes()
     for task_run in task_runs:
         status = statuses.get(task_run.external_id)
         if status is None:
@@ -279,8 +282,9 @@ def _apply_statuses(task_runs: list[TaskRun], statuses: dict[str, Status]) -> in
                 note = f"lost: {task_run.executor} no longer knows job {task_run.external_id}"
                 finished.append(orchestrator.Outcome(task_run.pk, task_run.run_id, None, note))
             continue
-        noted = _note_progress(task_run, status, now)
+        progress = _progress(task_run, status, now)
         if status.state in (State.SUCCEEDED, State.FAILED):
+            notes.add(task_run.pk, progress, counted=False)  # its end is counted below
             finished.append(
                 orchestrator.Outcome(
                     task_run.pk,
@@ -293,32 +297,53 @@ def _apply_statuses(task_runs: list[TaskRun], statuses: dict[str, Status]) -> in
                     permanent=status.permanent,
                 )
             )
-            continue  # counted below, once
-        started = False
-        if status.state == State.RUNNING and task_run.status == AttemptStatus.SUBMITTED:
-            started = bool(
-                TaskRun.objects.filter(pk=task_run.pk, status=AttemptStatus.SUBMITTED).update(
-                    status=AttemptStatus.RUNNING, started_at=status.started_at or now
-                )
-            )
-            orchestrator.advance_run(task_run.run_id)
-        changed += noted or started  # each attempt counts once, however much it changed
+        elif status.state == State.RUNNING and task_run.status == AttemptStatus.SUBMITTED:
+            started.append((task_run, status.started_at or now, progress))
+        else:
+            notes.add(task_run.pk, progress, counted=True)
+    changed = notes.save()
+    for task_run, started_at, progress in started:
+        changed += TaskRun.objects.filter(pk=task_run.pk, status=AttemptStatus.SUBMITTED).update(
+            status=AttemptStatus.RUNNING, started_at=started_at, **progress
+        )
+        orchestrator.advance_run(task_run.run_id)
     if finished:
         orchestrator.record_outcomes(finished)
     return changed + len(finished)
 
 
-def _note_progress(task_run: TaskRun, status: Status, now: datetime) -> bool:
-    """Save what the executor says beyond the state, only when it changed: where the job
-    runs, and its own word for why it waits (with since when)."""
+def _progress(task_run: TaskRun, status: Status, now: datetime) -> dict[str, object]:
+    """What the executor says beyond the state that the attempt does not hold yet: where
+    the job runs, and its own words for why it waits (with since when)."""
     fields: dict[str, object] = {}
-    if status.placement and status.placement != task_run.placement:
-        fields["placement"] = status.placement
-    if status.detail != task_run.executor_state:
-        fields.update(executor_state=status.detail, executor_state_since=now)
-    if not fields:
-        return False
-    # Conditional: a late poll must not overwrite what a newer one saved about a job that
-    # has moved on (finished attempts keep their last word).
-    active = TaskRun.objects.filter(pk=task_run.pk, status__in=list(ACTIVE_ATTEMPT))
-    return bool(active.update(**fields))
+    placement = status.placement[:PLACEMENT_LIMIT]
+    if placement and placement != task_run.placement:
+        fields["placement"] = placement
+    detail = status.detail[:EXECUTOR_STATE_LIMIT]
+    if detail != task_run.executor_state:
+        fields.update(executor_state=detail, executor_state_since=now)
+    return fields
+
+
+class _Notes:
+    """Progress to save, one UPDATE per distinct change rather than one per attempt: the
+    first poll of 10,000 waiting jobs finds most of them saying the same thing."""
+
+    def __init__(self) -> None:
+        # (the change, whether it counts as one) -> the attempts it is for
+        self._pks: dict[tuple[tuple[tuple[str, object], ...], bool], list[int]] = defaultdict(list)
+
+    def add(self, pk: int, fields: dict[str, object], *, counted: bool) -> None:
+        if fields:
+            self._pks[tuple(sorted(fields.items())), counted].append(pk)
+
+    def save(self) -> int:
+        """Write every change; returns how many of the counted attempts it changed."""
+        changed = 0
+        for (fields, counted), pks in self._pks.items():
+            # Conditional: a late poll must not overwrite what a newer one saved about a job
+            # that has moved on (finished attempts keep their last word).
+            active = TaskRun.objects.filter(pk__in=pks, status__in=list(ACTIVE_ATTEMPT))
+            rows = active.update(**dict(fields))
+            changed += rows if counted else 0
+        return changed

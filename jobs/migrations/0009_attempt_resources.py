@@ -12,7 +12,7 @@ class Migration(migrations.Migration):
         migrations.AddField(
             model_name="taskrun",
             name="executor_state",
-            field=models.CharField(blank=True, max_length=32),
+            field=models.CharField(blank=True, max_length=200),
         ),
         migrations.AddField(
             model_name="taskrun",

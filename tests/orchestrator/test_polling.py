@@ -13,6 +13,8 @@ from datetime import timedelta
 
 import pytest
 from django.conf import settings
+from django.db import connection
+from django.test.utils import CaptureQueriesContext
 from django.utils import timezone
 
 from executors.base import ExecutorError
@@ -370,6 +372,22 @@ def test_why_a_job_waits_is_saved_when_it_changes_and_cleared_when_it_runs(execu
     poll_running()
     work.refresh_from_db()
     assert (work.status, work.executor_state) == ("running", "")
+
+
+def test_many_jobs_saying_the_same_are_saved_in_one_statement(executor):
+    run = run_of("wide", {f"t{i}": {} for i in range(30)})
+    jobs = [tr.external_id for tr in submit(run).values()]
+    for job in jobs[:20]:
+        executor.wait(job, "waiting for capacity (RUNNABLE)")
+    for job in jobs[20:]:
+        executor.wait(job, "x" * 300)  # longer than the column: cut, not a database error
+
+    with CaptureQueriesContext(connection) as queries:
+        assert poll_running() == 30
+    updates = [q for q in queries.captured_queries if q["sql"].startswith("UPDATE")]
+    assert len(updates) == 2, "one per distinct change, not one per attempt"
+    saved = {tr.executor_state for tr in run.task_runs.all()}
+    assert saved == {"waiting for capacity (RUNNABLE)", "x" * 200}
 
 
 def test_where_a_job_runs_is_saved_and_kept_after_it_ends(executor):
