@@ -81,6 +81,8 @@ class BatchExecutor:
             "containerOverrides": _overrides(config, launch),
             "tags": tags(launch, config.tags),
             "propagateTags": True,  # onto the ECS task, for cost allocation
+            # Sundial's retries are Sundial's, whatever a team's own job definition says.
+            "retryStrategy": {"attempts": 1},
         }
         try:
             with aws_call("SubmitJob"):

@@ -80,11 +80,18 @@ def test_a_job_definition_of_the_teams_own_is_used_as_it_is(aws, batch):
         jobDefinitionName="legacy-etl",
         type="container",
         containerProperties={"image": "repo/legacy:3", "vcpus": 2, "memory": 1024},
+        retryStrategy={"attempts": 3},
+    )
+    sent: list[dict] = []
+    batch.clients.client("batch").meta.events.register(
+        "provide-client-params.batch.SubmitJob", lambda params, **_: sent.append(dict(params))
     )
     submission = batch.submit(launch(job_definition="legacy-etl:1", image=None, command=[]))
     job = aws.describe_batch_job(submission.external_id)
     assert job["jobDefinition"].endswith(":job-definition/legacy-etl:1")
     assert definitions(aws) == [], "nothing was registered"
+    (request,) = sent
+    assert request["retryStrategy"] == {"attempts": 1}, "Sundial's retries stay Sundial's"
 
 
 def test_a_crash_right_after_submit_job_is_found_by_name_and_never_submitted_twice(aws, batch):
