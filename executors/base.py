@@ -22,6 +22,17 @@ class ExecutorError(Exception):
         self.permanent = permanent
 
 
+class IncompleteStatuses(ExecutorError):
+    """``statuses`` could ask about some jobs only (one region or cluster did not answer):
+    what it learnt is in ``statuses``; the jobs in ``unasked`` are neither known nor unknown,
+    so nothing may be concluded about them this time."""
+
+    def __init__(self, message: str, statuses: dict[str, Status], unasked: set[str]) -> None:
+        super().__init__(message)
+        self.statuses = statuses
+        self.unasked = unasked
+
+
 @dataclass(frozen=True)
 class Launch:
     """Everything an executor needs to start one attempt."""

@@ -16,7 +16,7 @@ from django.db.models import F, Q, Value
 from django.db.models.functions import Coalesce
 from django.utils import timezone
 
-from executors.base import ExecutorError, State, Status
+from executors.base import ExecutorError, IncompleteStatuses, State, Status
 from executors.config import ConfigError
 from executors.registry import executor_for
 from jobs import dispatch, orchestrator
@@ -248,6 +248,12 @@ def poll_running() -> int:
             batch = task_runs[start : start + POLL_BATCH]
             try:
                 statuses = executor.statuses([tr.external_id for tr in batch])
+            except IncompleteStatuses as exc:
+                # What was learnt is applied; the jobs it could not ask about wait for the
+                # next poll (neither found nor lost).
+                log.warning("polling %s: %s", kind, exc.message)
+                statuses = exc.statuses
+                batch = [tr for tr in batch if tr.external_id not in exc.unasked]
             except ExecutorError as exc:
                 log.warning("polling %s failed: %s", kind, exc.message)
                 continue
@@ -284,7 +290,7 @@ def _apply_statuses(task_runs: list[TaskRun], statuses: dict[str, Status]) -> in
             continue
         progress = _progress(task_run, status, now)
         if status.state in (State.SUCCEEDED, State.FAILED):
-            notes.add(task_run.pk, progress, counted=False)  # its end is counted below
+            notes.add(task_run, progress, counted=False)  # its end is counted below
             finished.append(
                 orchestrator.Outcome(
                     task_run.pk,
@@ -300,7 +306,7 @@ def _apply_statuses(task_runs: list[TaskRun], statuses: dict[str, Status]) -> in
         elif status.state == State.RUNNING and task_run.status == AttemptStatus.SUBMITTED:
             started.append((task_run, status.started_at or now, progress))
         else:
-            notes.add(task_run.pk, progress, counted=True)
+            notes.add(task_run, progress, counted=True)
     changed = notes.save()
     for task_run, started_at, progress in started:
         changed += TaskRun.objects.filter(pk=task_run.pk, status=AttemptStatus.SUBMITTED).update(
@@ -330,20 +336,21 @@ class _Notes:
     first poll of 10,000 waiting jobs finds most of them saying the same thing."""
 
     def __init__(self) -> None:
-        # (the change, whether it counts as one) -> the attempts it is for
-        self._pks: dict[tuple[tuple[tuple[str, object], ...], bool], list[int]] = defaultdict(list)
+        # (the change, the attempts' status as read, whether it counts) -> the attempts
+        self._pks: dict[tuple[tuple[tuple[str, object], ...], str, bool], list[int]] = defaultdict(
+            list
+        )
 
-    def add(self, pk: int, fields: dict[str, object], *, counted: bool) -> None:
+    def add(self, task_run: TaskRun, fields: dict[str, object], *, counted: bool) -> None:
         if fields:
-            self._pks[tuple(sorted(fields.items())), counted].append(pk)
+            self._pks[tuple(sorted(fields.items())), task_run.status, counted].append(task_run.pk)
 
     def save(self) -> int:
         """Write every change; returns how many of the counted attempts it changed."""
         changed = 0
-        for (fields, counted), pks in self._pks.items():
-            # Conditional: a late poll must not overwrite what a newer one saved about a job
-            # that has moved on (finished attempts keep their last word).
-            active = TaskRun.objects.filter(pk__in=pks, status__in=list(ACTIVE_ATTEMPT))
-            rows = active.update(**dict(fields))
+        for (fields, read_as, counted), pks in self._pks.items():
+            # Conditional on the status this poll read: a late answer ("waiting for
+            # capacity") must not write over an attempt another poll has seen move on.
+            rows = TaskRun.objects.filter(pk__in=pks, status=read_as).update(**dict(fields))
             changed += rows if counted else 0
         return changed

@@ -28,6 +28,7 @@ from executors.aws import arns, failures, once
 from executors.aws.clients import AwsClients
 from executors.aws.definitions import Definitions, holds, registrable
 from executors.aws.errors import aws_call
+from executors.aws.groups import statuses_by_group
 from executors.aws.launch import definition_name, definition_tags, environment, tags
 from executors.aws.logs import read_stream
 from executors.base import ExecutorError, Launch, LogChunk, State, Status, Submission
@@ -144,17 +145,19 @@ class BatchExecutor:
         by_region: dict[str, list[str]] = defaultdict(list)
         for arn in external_ids:
             by_region[_region_of(arn)].append(arn)
+        return statuses_by_group(by_region, self._statuses_in)
+
+    def _statuses_in(self, region: str, arns: Sequence[str]) -> dict[str, Status]:
+        batch = self.clients.client("batch", region)
+        by_id = {_job_id(arn): arn for arn in arns}
+        ids = list(by_id)
         result: dict[str, Status] = {}
-        for region, in_region in by_region.items():
-            batch = self.clients.client("batch", region)
-            by_id = {_job_id(arn): arn for arn in in_region}
-            ids = list(by_id)
-            for start in range(0, len(ids), DESCRIBE_BATCH):
-                with aws_call("DescribeJobs"):
-                    jobs = batch.describe_jobs(jobs=ids[start : start + DESCRIBE_BATCH])["jobs"]
-                for job in jobs:
-                    if job["jobId"] in by_id:
-                        result[by_id[job["jobId"]]] = job_status(job)
+        for start in range(0, len(ids), DESCRIBE_BATCH):
+            with aws_call("DescribeJobs"):
+                jobs = batch.describe_jobs(jobs=ids[start : start + DESCRIBE_BATCH])["jobs"]
+            for job in jobs:
+                if job["jobId"] in by_id:
+                    result[by_id[job["jobId"]]] = job_status(job)
         return result
 
     def terminate(self, external_id: str, reason: str) -> None:

@@ -26,10 +26,13 @@ from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 from typing import Any
 
+from botocore.exceptions import ClientError
+
 from executors.aws import arns, failures, once
 from executors.aws.clients import AwsClients
 from executors.aws.definitions import Definitions, holds, registrable
-from executors.aws.errors import aws_call
+from executors.aws.errors import aws_call, error_code
+from executors.aws.groups import statuses_by_group
 from executors.aws.launch import (
     definition_name,
     definition_tags,
@@ -155,17 +158,23 @@ class EcsExecutor:
     def statuses(self, external_ids: Sequence[str]) -> dict[str, Status]:
         """Every task ECS still knows, 100 per DescribeTasks call, per region and cluster;
         tasks it has forgotten (stopped more than about an hour ago) are left out."""
-        by_place: dict[tuple[str, str], dict[str, str]] = defaultdict(dict)
+        by_place: dict[tuple[str, str], list[str]] = defaultdict(list)
         for external_id in external_ids:
             ref = task_ref(external_id)
-            by_place[(ref.region, ref.cluster)][ref.task_id] = external_id
+            by_place[(ref.region, ref.cluster)].append(external_id)
+        return statuses_by_group(by_place, self._statuses_in)
+
+    def _statuses_in(
+        self, place: tuple[str, str], external_ids: Sequence[str]
+    ) -> dict[str, Status]:
+        region, cluster = place
+        by_id = {task_ref(external_id).task_id: external_id for external_id in external_ids}
+        ecs = self.clients.client("ecs", region)
         result: dict[str, Status] = {}
-        for (region, cluster), by_id in by_place.items():
-            ecs = self.clients.client("ecs", region)
-            for task in _describe(ecs, cluster, list(by_id)):
-                asked_as = by_id.get(_task_id(task["taskArn"]))
-                if asked_as is not None:
-                    result[asked_as] = task_status(task)
+        for task in _describe(ecs, cluster, list(by_id)):
+            asked_as = by_id.get(_task_id(task["taskArn"]))
+            if asked_as is not None:
+                result[asked_as] = task_status(task)
         return result
 
     def terminate(self, external_id: str, reason: str) -> None:
@@ -374,13 +383,19 @@ def _stop_task(ecs: Any, cluster: str, task: str, reason: str) -> None:
 
 
 def _describe(ecs: Any, cluster: str, tasks: Sequence[str]) -> list[dict[str, Any]]:
-    """DescribeTasks, 100 at a time; tasks ECS no longer knows are left out."""
+    """DescribeTasks, 100 at a time; tasks ECS no longer knows are left out, and so are the
+    tasks of a cluster that no longer exists (they went with it)."""
     described: list[dict[str, Any]] = []
     for start in range(0, len(tasks), DESCRIBE_BATCH):
         with aws_call("DescribeTasks"):
-            page = ecs.describe_tasks(
-                cluster=cluster, tasks=list(tasks[start : start + DESCRIBE_BATCH])
-            )
+            try:
+                page = ecs.describe_tasks(
+                    cluster=cluster, tasks=list(tasks[start : start + DESCRIBE_BATCH])
+                )
+            except ClientError as exc:
+                if error_code(exc) == "ClusterNotFoundException":
+                    return []
+                raise
         described += page["tasks"]
     return described
 

@@ -243,12 +243,6 @@ def refuse_describe_tasks_in(cluster: str) -> None:
     client.meta.events.register_first("before-send.ecs.DescribeTasks", answer)
 
 
-@pytest.mark.xfail(
-    strict=True,
-    reason="EcsExecutor.statuses raises for the whole poll batch when one cluster's"
-    " DescribeTasks fails (ClusterNotFoundException), and poll_running skips the batch:"
-    " other clusters' ends are never recorded and the gone task is never failed as lost",
-)
 def test_a_deleted_cluster_neither_hides_other_tasks_nor_leaves_its_task_running(
     aws, network, settings
 ):
@@ -332,12 +326,6 @@ def test_two_pollers_record_each_end_once_and_schedule_each_retry_once(aws, netw
     assert len(retries) == TaskRun.objects.filter(run=run, number__gt=1).count()
 
 
-@pytest.mark.xfail(
-    strict=True,
-    reason="supervision._progress compares the detail with the attempt as this poll read it,"
-    " and the conditional UPDATE only checks the attempt is active: a late 'waiting for"
-    " capacity' is written over a running attempt",
-)
 def test_a_late_poll_answer_never_moves_an_attempt_back(aws, network):
     """Poller A's DescribeJobs answer (the job waits for capacity) is held until poller B
     has seen the job running; A's answer must then not write over B's."""
@@ -535,3 +523,64 @@ def test_a_transient_error_after_batch_accepted_the_job_leaves_one_active_job(
     ]
     assert len(terminated) == 1 and job.external_id not in terminated, (terminated, job)
     assert job.external_id in live
+
+
+@pytest.mark.xfail(
+    strict=True,
+    reason="BatchExecutor.submit keeps the job whose answer came back (once.keep_only) and"
+    " stops the first; recovery's find keeps the first by creation (once.keep_first), even one"
+    " already stopped, and stops the live one: a crash between them stops both",
+)
+def test_recovery_after_a_crash_keeps_the_job_the_submit_kept(aws, network, monkeypatch, settings):
+    """SubmitJob reaches Batch (job A), which answers 500; botocore sends it again (job B,
+    answered). The submit keeps B and terminates A — and the worker dies right after that
+    TerminateJob, before recording B. Recovery must adopt B, the job left running."""
+    from moto.batch import models as moto_batch
+    from moto.batch.exceptions import InternalFailure
+
+    from tests.aws import SimulatedCrash
+
+    settings.SUNDIAL_SUBMIT_STUCK_AFTER_S = 1
+    aws.batch_queue()
+    original = moto_batch.BatchBackend.submit_job
+    failed = []
+
+    def accepted_then_500(backend, *args, **kwargs):
+        answer = original(backend, *args, **kwargs)
+        if not failed:
+            failed.append(answer)
+            raise InternalFailure("We encountered an internal error. Please try again.")
+        return answer
+
+    monkeypatch.setattr(moto_batch.BatchBackend, "submit_job", accepted_then_500)
+    aws.crash_after("batch", "TerminateJob")
+    run = trigger_run(make_process("crashkeep", {"job": batch_task()}), Trigger.API)
+    pk = latest(run).pk
+    with pytest.raises(SimulatedCrash):
+        submit_task_run(pk)
+    live = [j["jobArn"] for j in aws.batch_jobs() if not aws._job(j["jobArn"]).stop]
+    assert len(aws.batch_jobs()) == 2 and len(live) == 1, "the submit kept one job"
+    assert latest(run).status == "submitting"
+    TaskRun.objects.filter(pk=pk).update(submitting_at=timezone.now() - timedelta(seconds=5))
+    reconcile()
+    job = latest(run)
+    assert job.status == "submitted"
+    assert job.external_id == live[0], "recovery adopts the job left running"
+    assert not aws._job(live[0]).stop, "the attempt's only live job is never stopped"
+
+
+@pytest.mark.xfail(
+    strict=True,
+    reason="aws/clients.py passes SUNDIAL_AWS_MAX_ATTEMPTS as botocore's retries max_attempts,"
+    " which counts retries, not tries: every call is sent one time more than the README says",
+)
+def test_sundial_aws_max_attempts_is_the_number_of_tries_per_call(aws, settings):
+    settings.SUNDIAL_AWS_MAX_ATTEMPTS = 2
+    aws_runtime.forget()
+    aws.batch_queue()
+    refused = aws.throttle("batch", "DescribeJobs", 10)
+    from executors.base import ExecutorError
+
+    with pytest.raises(ExecutorError):
+        aws_runtime.batch_executor().statuses([f"arn:aws:batch:{REGION}:123456789012:job/0000"])
+    assert len(refused) == 2, f"README: {settings.SUNDIAL_AWS_MAX_ATTEMPTS} tries per AWS call"
