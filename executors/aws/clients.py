@@ -38,7 +38,8 @@ class AwsClients:
         self._clients: dict[tuple[str, str], Any] = {}
         self._budgets = {name: RateBudget(rate) for name, rate in options.rates.items()}
         self._config = Config(
-            retries={"mode": "standard", "max_attempts": options.max_attempts},
+            # Tries in all, the first included ("max_attempts" would count retries only).
+            retries={"mode": "standard", "total_max_attempts": options.max_attempts},
             connect_timeout=options.connect_timeout_s,
             read_timeout=options.read_timeout_s,
             max_pool_connections=20,

@@ -569,11 +569,6 @@ def test_recovery_after_a_crash_keeps_the_job_the_submit_kept(aws, network, monk
     assert not aws._job(live[0]).stop, "the attempt's only live job is never stopped"
 
 
-@pytest.mark.xfail(
-    strict=True,
-    reason="aws/clients.py passes SUNDIAL_AWS_MAX_ATTEMPTS as botocore's retries max_attempts,"
-    " which counts retries, not tries: every call is sent one time more than the README says",
-)
 def test_sundial_aws_max_attempts_is_the_number_of_tries_per_call(aws, settings):
     settings.SUNDIAL_AWS_MAX_ATTEMPTS = 2
     aws_runtime.forget()
