@@ -316,7 +316,6 @@ def test_a_storm_of_throttling_on_submit_job_and_describe_jobs_costs_no_retry(
     aws_runtime.forget()
     aws.run_batch_job(arn)
     aws.finish_batch_job(arn, 0)
-    # (SUNDIAL_AWS_MAX_ATTEMPTS=1 still lets botocore send each call twice.)
     refused = aws.throttle("batch", "DescribeJobs", 6)
     while len(refused) < 6:
         poll_running()
