@@ -10,6 +10,7 @@ tested with plain values.
 from __future__ import annotations
 
 import heapq
+import math
 import random
 import signal
 from collections import Counter
@@ -86,6 +87,63 @@ class Backoff:
         return max(0.0, high - (high - low) * share)
 
 
+class RetryAction(StrEnum):
+    RETRY = "retry"  # retry while attempts remain: what a failure no rule matches gets too
+    FAIL = "fail"  # fail now: no more attempts in this round
+
+
+@dataclass(frozen=True)
+class RetryRule:
+    """What becomes of the failed attempts it matches.
+
+    It matches an attempt whose exit code is one of ``exit_codes`` (any, if empty) and whose
+    reason contains ``reason`` in any case (any, if empty). A rule with neither matches every
+    failure, so it can close a list: "fail whatever the rules above did not retry".
+    """
+
+    action: RetryAction
+    exit_codes: tuple[int, ...] = ()
+    reason: str = ""
+
+    def matches(self, exit_code: int | None, reason: str) -> bool:
+        if self.exit_codes and exit_code not in self.exit_codes:
+            return False
+        return self.reason.casefold() in reason.casefold()
+
+
+_RULE_KEYS = ("exit_codes", "reason", "action")
+_RULE_EXAMPLE = '[{"exit_codes": [2], "action": "fail"}]'
+
+
+def parse_retry_rules(value: object, name: str = "retry_rules") -> tuple[RetryRule, ...]:
+    """Retry rules from their JSON form; ValueError naming the rule (by its path from
+    ``name``, e.g. ``retry_rules[0].action``) and what is wrong with it."""
+    if not isinstance(value, list):
+        raise ValueError(f"{name} must be a list of rules, e.g. {_RULE_EXAMPLE}")
+    return tuple(_parse_retry_rule(item, f"{name}[{i}]") for i, item in enumerate(value))
+
+
+def _parse_retry_rule(item: object, where: str) -> RetryRule:
+    if not isinstance(item, dict):
+        raise ValueError(f"{where} must be an object with an action, e.g. {_RULE_EXAMPLE}")
+    unknown = [key for key in item if key not in _RULE_KEYS]
+    if unknown:
+        raise ValueError(
+            f"{where}: unknown key {unknown[0]!r}; a rule has exit_codes, reason and action"
+        )
+    action = item.get("action")
+    if action not in [a.value for a in RetryAction]:
+        raise ValueError(f'{where}.action must be "retry" or "fail"')
+    codes = item.get("exit_codes", [])
+    # type() rather than isinstance(): JSON's true is a bool, which Python counts as an int.
+    if not isinstance(codes, list) or any(type(code) is not int for code in codes):
+        raise ValueError(f"{where}.exit_codes must be a list of whole numbers, e.g. [1, 137]")
+    reason = item.get("reason", "")
+    if not isinstance(reason, str):
+        raise ValueError(f"{where}.reason must be text to look for in the attempt's reason")
+    return RetryRule(RetryAction(action), tuple(codes), reason)
+
+
 @dataclass(frozen=True)
 class TaskSpec:
     name: str
@@ -96,6 +154,11 @@ class TaskSpec:
     time_limit_s: float | None = None  # counted from RUNNING, not from submission
     retry_on_timeout: bool = True
     require_explicit_success: bool = False
+    # Failed attempts only (retry_on_timeout decides for timeouts); the first match decides.
+    retry_rules: tuple[RetryRule, ...] = ()
+    memory_mib: int | None = None  # what its config asks for; None: its kind has no memory
+    oom_memory_factor: float = 2.0  # a retry after an out-of-memory kill asks for memory times this
+    oom_memory_max_mib: int | None = None  # but never more than this (None: no cap)
 
 
 @dataclass(frozen=True)
@@ -110,6 +173,11 @@ class Attempt:
     finished_at: datetime | None = None
     stop_requested: bool = False
     stop_reason: str | None = None  # the Terminate reason, shown as "stopping: ..."
+    exit_code: int | None = None
+    reason: str = ""  # how it ended; retry rules look for their text in it
+    out_of_memory: bool = False  # its executor saw it killed for using too much memory
+    permanent: bool = False  # its executor said trying again cannot help
+    memory_mib: int | None = None  # what it asked for where the engine raised it; None: config's
 
 
 @dataclass(frozen=True)
@@ -161,6 +229,7 @@ class ScheduleRetry:
     number: int
     not_before: datetime
     reason: str
+    memory_mib: int | None = None  # what the retry asks for; None: its config's memory
 
 
 @dataclass(frozen=True)
@@ -235,14 +304,14 @@ def step(state: RunState, now: datetime) -> Step:
                     )
                 else:
                     wakes.append(deadline)
-        elif _retry_coming(spec, st, a.number):
+        elif _retry_coming(spec, a):
             retry = _schedule_retry(state.run_id, spec, a, now)
             actions[spec.name] = retry
             # The shell creates the retry as WAITING; waking at not_before lets the next step
             # mark it READY even if nothing else happens in the meantime.
             wakes.append(retry.not_before)
         status[spec.name] = st
-        outcome[spec.name] = _outcome(spec, st, a.number)
+        outcome[spec.name] = _outcome(spec, a, st)
 
     ordered = [actions[t.name] for t in state.tasks if t.name in actions]
     if all(o != _PENDING for o in outcome.values()):
@@ -342,23 +411,43 @@ def _topological(tasks: Sequence[TaskSpec]) -> list[TaskSpec]:
     return order
 
 
-def _retry_coming(spec: TaskSpec, status: AttemptStatus, number: int) -> bool:
+def _retry_coming(spec: TaskSpec, a: Attempt) -> bool:
     """Whether an attempt that ended so will be followed by another one in its round."""
-    if status == AttemptStatus.TIMED_OUT and not spec.retry_on_timeout:
+    if a.number >= spec.max_attempts:
         return False
-    return status in (AttemptStatus.FAILED, AttemptStatus.TIMED_OUT) and (
-        number < spec.max_attempts
-    )
+    if a.status == AttemptStatus.TIMED_OUT:
+        return spec.retry_on_timeout
+    return a.status == AttemptStatus.FAILED and not_retried_because(spec, a) is None
 
 
-def _outcome(spec: TaskSpec, status: AttemptStatus, number: int) -> str:
-    """The task's outcome for downstreams, given its latest attempt's status and number."""
+def not_retried_because(spec: TaskSpec, a: Attempt) -> str | None:
+    """Why a failed attempt is not retried though attempts are left; None if it is retried
+    (or is no failure with attempts left).
+
+    A permanent failure is never retried, whatever the rules say: trying again cannot help.
+    Otherwise the first retry rule that matches decides; without one, it is retried.
+    """
+    if a.status != AttemptStatus.FAILED or a.number >= spec.max_attempts:
+        return None
+    if a.permanent:
+        return "not retried: trying again cannot help"
+    for number, rule in enumerate(spec.retry_rules, start=1):
+        if rule.matches(a.exit_code, a.reason):
+            if rule.action == RetryAction.FAIL:
+                return f"not retried: retry rule {number} says fail"
+            return None
+    return None
+
+
+def _outcome(spec: TaskSpec, a: Attempt, status: AttemptStatus) -> str:
+    """The task's outcome for downstreams, given its latest attempt and that attempt's
+    status once this step's actions apply."""
     if status == AttemptStatus.SUCCEEDED:
         return _SUCCEEDED
     if status in (AttemptStatus.SKIPPED, AttemptStatus.KILLED):
         return _FAILED
     if status in (AttemptStatus.FAILED, AttemptStatus.TIMED_OUT):
-        return _PENDING if _retry_coming(spec, status, number) else _FAILED
+        return _PENDING if _retry_coming(spec, a) else _FAILED
     return _PENDING
 
 
@@ -377,14 +466,46 @@ def _deadline(spec: TaskSpec, a: Attempt) -> datetime | None:
 
 
 def _schedule_retry(run_id: int, spec: TaskSpec, failed: Attempt, now: datetime) -> ScheduleRetry:
-    """The next attempt after ``failed``, delayed by the task's backoff."""
+    """The next attempt after ``failed``, delayed by the task's backoff, with more memory if
+    ``failed`` ran out of it."""
     # repr() of the tuple keeps fields apart even if a task name contains a separator.
     seed = repr((run_id, failed.task, failed.round, failed.number))
     delay = spec.backoff.delay(failed.number, seed)
     when = (failed.finished_at or now) + timedelta(seconds=delay)
     number = failed.number + 1
-    reason = f"retry {number} of {spec.max_attempts} at {_clock(when)}"
-    return ScheduleRetry(failed.task, failed.round, number, when, reason)
+    memory = next_memory(spec, failed)
+    reason = f"retry {number} of {spec.max_attempts} at {_clock(when)}{_with_memory(spec, memory)}"
+    if failed.out_of_memory:
+        reason += " after running out of memory"
+        if memory is None:
+            reason += " (its config sets no memory_mib to raise)"
+    return ScheduleRetry(failed.task, failed.round, number, when, reason, memory)
+
+
+def next_memory(spec: TaskSpec, last: Attempt) -> int | None:
+    """The memory the attempt after ``last`` asks for (None: its config's).
+
+    After an out-of-memory kill: what ``last`` asked for times the task's factor, rounded up,
+    within its cap (at the cap it stays there). Otherwise what ``last`` asked for: memory
+    once raised stays raised, or the task would run out of it again.
+    """
+    if not last.out_of_memory:
+        return last.memory_mib
+    asked = last.memory_mib if last.memory_mib is not None else spec.memory_mib
+    if asked is None:
+        return None
+    wanted = asked * spec.oom_memory_factor
+    if spec.oom_memory_max_mib is not None:
+        wanted = min(wanted, spec.oom_memory_max_mib)
+    # Never less than before: a cap below the config's own memory does not shrink it.
+    return max(asked, math.ceil(wanted))
+
+
+def _with_memory(spec: TaskSpec, memory: int | None) -> str:
+    """What a reason says of an attempt's memory: " with 4096 MiB" where the engine raised it."""
+    if memory is None:
+        return ""
+    return f" with {memory} MiB" + (" (the cap)" if memory == spec.oom_memory_max_mib else "")
 
 
 def _finish(tasks: Sequence[TaskSpec], status: Mapping[str, AttemptStatus]) -> FinishRun:
@@ -476,7 +597,7 @@ def waiting_reasons(state: RunState, now: datetime) -> dict[str, str]:
     if state.status == RunStatus.QUEUED:  # attempts may not exist yet
         return {t.name: "queued: the run has not started" for t in state.tasks}
     specs, latest = _index(state)
-    outcome = {n: _outcome(specs[n], a.status, a.number) for n, a in latest.items()}
+    outcome = {n: _outcome(specs[n], a, a.status) for n, a in latest.items()}
     status = {n: a.status for n, a in latest.items()}
     stop = _stop(state, now)
     reasons: dict[str, str] = {}
@@ -521,7 +642,8 @@ def _waiting_reason(
         return f"waiting for {', '.join(unmet)}"
     if a.not_before is not None and a.not_before > now:
         if a.number > 1:
-            return f"retry {a.number} of {spec.max_attempts} at {_clock(a.not_before)}"
+            memory = _with_memory(spec, a.memory_mib)
+            return f"retry {a.number} of {spec.max_attempts} at {_clock(a.not_before)}{memory}"
         return f"waiting until {_clock(a.not_before)}"
     return "ready: waiting for a worker"
 
@@ -544,6 +666,14 @@ def rerun_tasks(state: RunState) -> list[str]:
                 chosen.add(down)
                 todo.append(down)
     return [t.name for t in state.tasks if t.name in chosen]
+
+
+def next_round_memory(state: RunState) -> dict[str, int]:
+    """The memory each task's next round starts with, for tasks whose memory the engine
+    raised: what its last attempt asked for, raised again if that one ran out of memory."""
+    specs, latest = _index(state)
+    memory = {name: next_memory(specs[name], a) for name, a in latest.items()}
+    return {name: mib for name, mib in memory.items() if mib is not None}
 
 
 # ---- running a subset of tasks ----

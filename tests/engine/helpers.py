@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 from collections.abc import Callable, Iterable, Sequence
-from dataclasses import replace
+from dataclasses import dataclass, replace
 from datetime import UTC, datetime, timedelta
 from typing import Any
 
@@ -27,6 +27,8 @@ from jobs.engine import (
     TaskSpec,
     Terminate,
     attempt_outcome,
+    next_round_memory,
+    not_retried_because,
     rerun_tasks,
     step,
 )
@@ -84,6 +86,29 @@ def attempt_id(state: RunState, task_name: str) -> int:
 Draw = Callable[[st.SearchStrategy[Any]], Any]
 
 
+@dataclass(frozen=True)
+class Plan:
+    """How a running attempt will end, drawn when it starts."""
+
+    ends_at: datetime
+    exit_code: int | None
+    reported: bool | None
+    out_of_memory: bool
+    permanent: bool
+
+
+def _check_memory(spec: TaskSpec, last: Attempt, memory: int | None) -> None:
+    """A retry asks for no less memory than the attempt before it, and more only after an
+    out-of-memory kill, within the task's cap (unless its config alone asks for more)."""
+    before = last.memory_mib if last.memory_mib is not None else spec.memory_mib
+    if not last.out_of_memory or before is None:
+        assert memory == last.memory_mib, (last, memory)
+        return
+    assert memory is not None and memory >= before, (last, memory)
+    cap = spec.oom_memory_max_mib
+    assert cap is None or memory <= max(cap, before), (spec, memory)
+
+
 class Simulator:
     """Applies Step actions the way the shell does and moves attempts the way an executor does.
 
@@ -104,7 +129,7 @@ class Simulator:
         self.time_limit_s = time_limit_s
         self.round = 1
         self.attempts: dict[int, Attempt] = {}
-        self.plans: dict[int, tuple[datetime, int | None, bool | None]] = {}
+        self.plans: dict[int, Plan] = {}
         self.stop_as: dict[int, AttemptStatus] = {}
         self.seq = 0  # one per transaction (a step's actions, or one executor event)
         self.last_change: dict[str, int] = {}
@@ -145,9 +170,18 @@ class Simulator:
         mine = [a for a in self.attempts.values() if a.task == name]
         return max(mine, key=lambda a: (a.round, a.number))
 
-    def _create(self, name: str, round_: int, number: int, not_before: datetime | None) -> None:
+    def _create(
+        self,
+        name: str,
+        round_: int,
+        number: int,
+        not_before: datetime | None,
+        memory_mib: int | None = None,
+    ) -> None:
         aid = len(self.attempts) + 1
-        self.attempts[aid] = Attempt(aid, name, round_, number, S.WAITING, not_before)
+        self.attempts[aid] = Attempt(
+            aid, name, round_, number, S.WAITING, not_before, memory_mib=memory_mib
+        )
         self.last_change[name] = self.seq
 
     def _set(self, a: Attempt, **changes: Any) -> None:
@@ -190,15 +224,18 @@ class Simulator:
                         assert a.started_at + timedelta(seconds=limit) <= self.now
                     self.stop_as[aid] = outcome
                     self._set(a, stop_requested=True, stop_reason=reason)
-                case ScheduleRetry(task=name, round=round_, number=number, not_before=nb):
+                case ScheduleRetry(
+                    task=name, round=round_, number=number, not_before=nb, memory_mib=memory
+                ):
                     spec, last = self.specs[name], self.latest(name)
                     assert self.stop_reason() is None
                     assert (round_, number) == (last.round, last.number + 1), action
                     assert number <= spec.max_attempts, action
-                    assert last.status == S.FAILED or (
-                        last.status == S.TIMED_OUT and spec.retry_on_timeout
-                    ), (action, last)
-                    self._create(name, round_, number, nb)
+                    assert (
+                        last.status == S.FAILED and not_retried_because(spec, last) is None
+                    ) or (last.status == S.TIMED_OUT and spec.retry_on_timeout), (action, last)
+                    _check_memory(spec, last, memory)
+                    self._create(name, round_, number, nb, memory)
                 case FinishRun(status=run_status, reason=reason):
                     latest = [self.latest(t.name) for t in self.tasks]
                     assert all(a.status in FINAL_ATTEMPT for a in latest), latest
@@ -224,7 +261,7 @@ class Simulator:
             if (a.stop_requested and a.status in ACTIVE_ATTEMPT) or a.status in _STAGED:
                 out.append((self.now, a.id))
             elif a.status == S.RUNNING:
-                out.append((self.plans[a.id][0], a.id))
+                out.append((self.plans[a.id].ends_at, a.id))
         return sorted(out)
 
     def move(self, aid: int, draw: Draw) -> None:
@@ -241,14 +278,28 @@ class Simulator:
             self._set(a, status=S.SUBMITTED)
         elif a.status == S.SUBMITTED:
             duration = draw(st.integers(0, 90))
-            exit_code = draw(st.sampled_from([0, 0, 0, 1, -9, None]))
-            reported = draw(st.sampled_from([None, True, True, False]))
-            self.plans[aid] = (self.now + timedelta(seconds=duration), exit_code, reported)
+            exit_code = draw(st.sampled_from([0, 0, 0, 1, 2, 137, -9, None]))
+            self.plans[aid] = Plan(
+                self.now + timedelta(seconds=duration),
+                exit_code,
+                reported=draw(st.sampled_from([None, True, True, False])),
+                # As an executor classifies them: out of memory is a kill, 137 or SIGKILL.
+                out_of_memory=exit_code in (137, -9) and draw(st.booleans()),
+                permanent=exit_code != 0 and draw(st.sampled_from([False, False, True])),
+            )
             self._set(a, status=S.RUNNING, started_at=self.now)
         else:
-            _, exit_code, reported = self.plans[aid]
-            status, _ = attempt_outcome(spec, exit_code, reported, None)
-            self._set(a, status=status, finished_at=self.now)
+            plan = self.plans[aid]
+            status, reason = attempt_outcome(spec, plan.exit_code, plan.reported, None)
+            self._set(
+                a,
+                status=status,
+                finished_at=self.now,
+                exit_code=plan.exit_code,
+                reason=reason,
+                out_of_memory=plan.out_of_memory,
+                permanent=plan.permanent,
+            )
 
     # -- the loop --
 
@@ -301,10 +352,11 @@ class Simulator:
     def rerun(self) -> list[str]:
         """Start "retry failed tasks": a new round for rerun_tasks() of the finished run."""
         names = rerun_tasks(self.state())
+        memory = next_round_memory(self.state())
         self.round += 1
         self.seq += 1
         for name in names:
-            self._create(name, self.round, 1, None)
+            self._create(name, self.round, 1, None, memory.get(name))
         # The shell restarts the run's clock with each round, so its time limit does too.
         self.status, self.kill, self.started_at = RunStatus.RUNNING, False, self.now
         return names

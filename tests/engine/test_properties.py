@@ -8,9 +8,12 @@ from hypothesis import strategies as st
 from jobs.engine import (
     FINAL_ATTEMPT,
     Backoff,
+    RetryAction,
+    RetryRule,
     RunStatus,
     Step,
     TaskSpec,
+    not_retried_because,
     rerun_tasks,
     step,
     waiting_reasons,
@@ -28,6 +31,16 @@ backoffs = st.builds(
 )
 # Some runs have a time limit, from "stopped at once" to "rarely reached" (tasks run 0-90 s).
 run_limits = st.none() | st.integers(0, 300)
+# On the simulator's exit codes (0, 1, 2, 137, -9, none) and reasons ("exit code 2", ...).
+retry_rules = st.lists(
+    st.builds(
+        RetryRule,
+        action=st.sampled_from(RetryAction),
+        exit_codes=st.sampled_from([(), (1,), (2, 137)]),
+        reason=st.sampled_from(["", "exit code", "signal", "no exit code"]),
+    ),
+    max_size=3,
+).map(tuple)
 
 
 @st.composite
@@ -47,6 +60,10 @@ def dags(draw) -> tuple[TaskSpec, ...]:
                 time_limit_s=draw(st.none() | st.integers(5, 60)),
                 retry_on_timeout=draw(st.booleans()),
                 require_explicit_success=draw(st.booleans()),
+                retry_rules=draw(retry_rules),
+                memory_mib=draw(st.sampled_from([None, 1000, 2048])),
+                oom_memory_factor=draw(st.sampled_from([1.0, 1.5, 2.0])),
+                oom_memory_max_mib=draw(st.sampled_from([None, 1500, 4096])),
             )
         )
     return tuple(draw(st.permutations(specs)))
@@ -66,6 +83,10 @@ def check_finished(sim: Simulator) -> None:
     else:
         assert (sim.status == RunStatus.SUCCEEDED) == all_succeeded, (sim.status, latest)
         assert sim.status in (RunStatus.SUCCEEDED, RunStatus.FAILED)
+        for t in sim.tasks:  # a failure with attempts left stays unretried only for a reason
+            a = latest[t.name]
+            if a.status == S.FAILED and a.number < t.max_attempts:
+                assert not_retried_because(t, a) is not None, a
     for t in sim.tasks:
         for round_ in range(1, sim.round + 1):
             tries = [a for a in sim.attempts.values() if a.task == t.name and a.round == round_]
