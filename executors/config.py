@@ -9,8 +9,10 @@ problem with its field path, because the Django admin shows it verbatim.
 from __future__ import annotations
 
 from collections.abc import Mapping
+from functools import cache
 
 from pydantic import BaseModel, ValidationError
+from pydantic.fields import FieldInfo
 
 from executors.registry import KINDS
 
@@ -47,3 +49,34 @@ def parse_config(kind: str, raw: object) -> BaseModel:
 def validate_config(kind: str, raw: object) -> dict:
     """The normalised config (defaults filled in, JSON-ready) or ``ConfigError``."""
     return parse_config(kind, raw).model_dump(mode="json")
+
+
+@cache
+def _memory_field(kind: str) -> FieldInfo | None:
+    known = KINDS.get(kind)
+    return None if known is None else known.schema.model_fields.get("memory_mib")
+
+
+def sets_memory(kind: str) -> bool:
+    """Whether a kind's config has ``memory_mib`` (Batch, ECS): memory a retry may raise."""
+    return _memory_field(kind) is not None
+
+
+def max_memory_mib(kind: str) -> int | None:
+    """The most ``memory_mib`` a kind's schema allows; None if it has no memory or no limit."""
+    field = _memory_field(kind)
+    # Field(le=...) leaves an annotated_types.Le among the metadata.
+    limits = [] if field is None else [m.le for m in field.metadata if hasattr(m, "le")]
+    return min(limits, default=None)
+
+
+def configured_memory_mib(kind: str, raw: object) -> int | None:
+    """The memory a config asks for, its kind's defaults applied; None if its kind has none,
+    it leaves memory to the job's own definition, or it is invalid (its submit says so)."""
+    if not sets_memory(kind):
+        return None
+    try:
+        memory: int | None = getattr(parse_config(kind, raw), "memory_mib", None)
+    except ConfigError:
+        return None
+    return memory

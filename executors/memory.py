@@ -29,7 +29,7 @@ from collections.abc import Sequence
 from dataclasses import dataclass, replace
 from datetime import UTC, datetime
 
-from pydantic import BaseModel, ConfigDict, ValidationError
+from pydantic import BaseModel, ConfigDict, Field, ValidationError
 
 from .base import ExecutorError, Launch, LogChunk, State, Status, Submission
 
@@ -39,11 +39,14 @@ FINISHED = (State.SUCCEEDED, State.FAILED)
 
 
 class MemoryConfig(BaseModel):
-    """A memory job needs nothing; ``label`` only tells jobs apart in a test's assertions."""
+    """A memory job needs nothing; ``label`` only tells jobs apart in a test's assertions, and
+    ``memory_mib`` stands in for Batch's, so a test can follow memory raised after an
+    out-of-memory kill (its maximum is small, so a test can reach it)."""
 
     model_config = ConfigDict(extra="forbid")
 
     label: str = ""
+    memory_mib: int | None = Field(None, ge=1, le=65536)
 
 
 class SimulatedCrash(Exception):
@@ -66,6 +69,8 @@ class Job:
     detail: str = ""  # why it waits, in the executor's words (reported while pending)
     placement: str = ""  # where it runs, once started
     forgotten: bool = False  # gone from the executor's history: statuses() and find() omit it
+    out_of_memory: bool = False
+    permanent: bool = False
 
     @property
     def finished(self) -> bool:
@@ -80,6 +85,8 @@ class Job:
             self.ended_at,
             detail=self.detail if self.state == State.PENDING else "",
             placement=self.placement,
+            out_of_memory=self.out_of_memory,
+            permanent=self.permanent,
         )
 
 
@@ -176,8 +183,17 @@ class MemoryExecutor:
         with self._lock:
             self._jobs[external_id] = replace(self._get(external_id), forgotten=True)
 
-    def finish(self, external_id: str, exit_code: int, reason: str = "") -> None:
-        """A pending or running job ends with this exit code (0 succeeds, others fail)."""
+    def finish(
+        self,
+        external_id: str,
+        exit_code: int,
+        reason: str = "",
+        *,
+        out_of_memory: bool = False,
+        permanent: bool = False,
+    ) -> None:
+        """A pending or running job ends with this exit code (0 succeeds, others fail), and as
+        its status classifies it: killed for using too much memory, or failed for good."""
         with self._lock:
             job = self._get(external_id)
             if job.finished:
@@ -188,6 +204,8 @@ class MemoryExecutor:
                 exit_code=exit_code,
                 reason=reason,
                 ended_at=_now(),
+                out_of_memory=out_of_memory,
+                permanent=permanent,
             )
 
     def write_log(self, external_id: str, *lines: str) -> None:

@@ -6,7 +6,7 @@ import secrets
 
 from django.conf import settings
 from django.contrib.auth.models import AbstractUser
-from django.core.validators import MinValueValidator
+from django.core.validators import MaxValueValidator, MinValueValidator
 from django.db import models
 from django.db.models import Q
 
@@ -99,6 +99,28 @@ class TaskDefinition(models.Model):
     retry_on_timeout = models.BooleanField(default=True)
     require_explicit_success = models.BooleanField(
         default=False, help_text="Exit 0 counts only if the task reported success through the API."
+    )
+    retry_rules = models.JSONField(
+        default=list,
+        blank=True,
+        help_text='What a failed attempt gets, by its exit code and reason: e.g. [{"exit_codes":'
+        ' [2], "action": "fail"}, {"reason": "CannotPullContainerError", "action": "fail"}].'
+        ' The first rule that matches decides: "fail" fails the task now, "retry" retries it'
+        " while attempts remain, as a failure no rule matches is. A rule matches an exit code"
+        " it lists and a reason containing its text (any case); one with neither matches every"
+        " failure. A permanent error (image not found, unknown queue) is never retried.",
+    )
+    oom_memory_factor = models.FloatField(
+        default=2,
+        validators=[MinValueValidator(1), MaxValueValidator(16)],
+        help_text="After an out-of-memory kill the retry asks for the memory times this"
+        " (1 = the same memory). For executors with memory_mib (Batch, ECS).",
+    )
+    oom_memory_max_mib = models.PositiveIntegerField(
+        null=True,
+        blank=True,
+        help_text="The most memory, in MiB, a retry after an out-of-memory kill asks for."
+        " Empty: the most its executor allows.",
     )
 
     class Meta:
@@ -215,6 +237,13 @@ class TaskRun(models.Model):
     executor_state_since = models.DateTimeField(null=True, blank=True)
     exit_code = models.IntegerField(null=True, blank=True)
     reason = models.TextField(blank=True)
+    # How its executor classified the end: killed for using too much memory; failed for
+    # good (trying again cannot help). The engine's retry decision reads both.
+    out_of_memory = models.BooleanField(default=False)
+    permanent = models.BooleanField(default=False)
+    # The memory the attempt asked for where the engine raised it after an out-of-memory
+    # kill (a raised memory stays raised for the rest of its round); None: its config's.
+    memory_mib = models.PositiveIntegerField(null=True, blank=True)
     reported_success = models.BooleanField(null=True, blank=True)
     # A stop asked for (kill, time limit, lost process, worker stopped): when, the status the
     # attempt ends with, and why. ``reason`` is the final reason, once the attempt ended.

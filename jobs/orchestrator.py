@@ -338,7 +338,12 @@ def _apply(run: ProcessRun, action: engine.Action, now: datetime, events: list[T
             )
             dispatch.after_commit(dispatch.TERMINATE, attempt_id)
         case engine.ScheduleRetry(
-            task=task, round=round_, number=number, not_before=at, reason=reason
+            task=task,
+            round=round_,
+            number=number,
+            not_before=at,
+            reason=reason,
+            memory_mib=memory_mib,
         ):
             retry = TaskRun.objects.create(
                 run=run,
@@ -348,6 +353,7 @@ def _apply(run: ProcessRun, action: engine.Action, now: datetime, events: list[T
                 executor=task_entry(run.snapshot, task)["executor"],
                 status=AttemptStatus.WAITING,
                 not_before=at,
+                memory_mib=memory_mib,
             )
             events.append(
                 TaskEvent(run=run, task_run=retry, kind="retry_scheduled", message=reason)
@@ -454,9 +460,12 @@ def retry_failed_tasks(run_id: int, *, user: User | None = None) -> list[str]:
         if state.attempts:
             names = engine.rerun_tasks(state)
             next_round = max(a.round for a in state.attempts) + 1
+            # A task that ran out of memory would only do so again with what it had.
+            memory = engine.next_round_memory(state)
         else:  # killed while queued: it never started, so all of it runs
             names = [spec.name for spec in state.tasks]
             next_round = 1
+            memory = {}
         kinds = executor_kinds(run.snapshot)
         TaskRun.objects.bulk_create(
             TaskRun(
@@ -465,6 +474,7 @@ def retry_failed_tasks(run_id: int, *, user: User | None = None) -> list[str]:
                 round=next_round,
                 executor=kinds[name],
                 status=AttemptStatus.WAITING,
+                memory_mib=memory.get(name),
             )
             for name in names
         )
@@ -607,9 +617,26 @@ def _finish_attempt(
         status=status,
         exit_code=outcome.exit_code,
         reason=reason,
+        out_of_memory=outcome.out_of_memory,
+        permanent=outcome.permanent,
         finished_at=ended,
         started_at=Coalesce(F("started_at"), Value(started)),
     ):
         return attempt
-    events.append(TaskEvent(run=run, task_run_id=attempt.id, kind=status, message=reason or status))
-    return replace(attempt, status=status, finished_at=ended, started_at=started)
+    finished = replace(
+        attempt,
+        status=status,
+        finished_at=ended,
+        started_at=started,
+        exit_code=outcome.exit_code,
+        reason=reason,
+        out_of_memory=outcome.out_of_memory,
+        permanent=outcome.permanent,
+    )
+    # The trail says why attempts left unused stay unused; the reason stays how it ended,
+    # which is what retry rules read.
+    message = "; ".join(filter(None, [reason, engine.not_retried_because(spec, finished)]))
+    events.append(
+        TaskEvent(run=run, task_run_id=attempt.id, kind=status, message=message or status)
+    )
+    return finished

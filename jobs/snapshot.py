@@ -9,16 +9,19 @@ from __future__ import annotations
 from collections.abc import Iterable, Sequence
 from typing import Any, NamedTuple
 
+from executors.config import configured_memory_mib, max_memory_mib
 from jobs.engine import (
     Attempt,
     AttemptStatus,
     Backoff,
+    RetryRule,
     RunState,
     RunStatus,
     TaskSpec,
+    parse_retry_rules,
     select_tasks,
 )
-from jobs.models import ProcessDefinition, ProcessRun, TaskRun
+from jobs.models import ProcessDefinition, ProcessRun, TaskDefinition, TaskRun
 
 SNAPSHOT_VERSION = 1
 
@@ -30,11 +33,13 @@ def take_snapshot(
 
     ``only`` names a subset of tasks to run: the others are left out, and so are the edges
     to them (those upstreams count as satisfied; ``subset`` records which). ValueError,
-    worded for a person, if the names do not fit the process.
+    worded for a person, if the names do not fit the process or a task's retry rules are
+    invalid (the admin checks them; a definition saved elsewhere may not be).
     """
     snapshot = _copy(definition)
+    specs = [task_spec(e) for e in snapshot["tasks"]]
     if only is not None:
-        chosen, assumed = select_tasks([task_spec(e) for e in snapshot["tasks"]], only)
+        chosen, assumed = select_tasks(specs, only)
         edges = {spec.name: spec for spec in chosen}
         snapshot["tasks"] = [
             {
@@ -85,6 +90,8 @@ def _copy(definition: ProcessDefinition) -> dict[str, Any]:
                 "time_limit_s": task.time_limit_s,
                 "retry_on_timeout": task.retry_on_timeout,
                 "require_explicit_success": task.require_explicit_success,
+                "retry_rules": task.retry_rules,
+                **_memory_policy(task),
                 "requires": sorted(
                     e.upstream.name for e in task.upstream_edges.all() if e.required
                 ),
@@ -94,6 +101,18 @@ def _copy(definition: ProcessDefinition) -> dict[str, Any]:
             }
             for task in tasks
         ],
+    }
+
+
+def _memory_policy(task: TaskDefinition) -> dict[str, Any]:
+    """What a retry after an out-of-memory kill starts from and may reach, resolved now: the
+    memory the config asks for (its kind's defaults applied), and the task's cap within the
+    most its kind allows (its submit would refuse more)."""
+    caps = [c for c in (task.oom_memory_max_mib, max_memory_mib(task.executor)) if c is not None]
+    return {
+        "memory_mib": configured_memory_mib(task.executor, task.config),
+        "oom_memory_factor": task.oom_memory_factor,
+        "oom_memory_max_mib": min(caps, default=None),
     }
 
 
@@ -120,7 +139,18 @@ def task_spec(entry: dict[str, Any]) -> TaskSpec:
         time_limit_s=entry["time_limit_s"],
         retry_on_timeout=entry["retry_on_timeout"],
         require_explicit_success=entry["require_explicit_success"],
+        # .get: runs started before retry rules existed have none, and no memory to raise.
+        retry_rules=_retry_rules(entry),
+        memory_mib=entry.get("memory_mib"),
+        oom_memory_factor=entry.get("oom_memory_factor", 1.0),
+        oom_memory_max_mib=entry.get("oom_memory_max_mib"),
     )
+
+
+def _retry_rules(entry: dict[str, Any]) -> tuple[RetryRule, ...]:
+    rules = entry.get("retry_rules")
+    # Most tasks have none: not even the error's prefix is built for them on every step.
+    return parse_retry_rules(rules, f"task {entry['name']!r}: retry_rules") if rules else ()
 
 
 # The columns the engine needs, read as plain rows: building full model instances for every
@@ -136,6 +166,11 @@ ATTEMPT_FIELDS = (
     "finished_at",
     "stop_requested_at",
     "stop_reason",
+    "exit_code",
+    "reason",
+    "out_of_memory",
+    "permanent",
+    "memory_mib",
 )
 
 
@@ -148,7 +183,8 @@ class StoredAttempt(NamedTuple):
 
 
 def _attempt(row: Sequence[Any]) -> Attempt:
-    pk, task, round_, number, status, not_before, started, finished, stopping, why = row
+    pk, task, round_, number, status, not_before, started, finished, stopping, why, *ended = row
+    exit_code, reason, out_of_memory, permanent, memory_mib = ended
     return Attempt(
         id=pk,
         task=task,
@@ -160,6 +196,11 @@ def _attempt(row: Sequence[Any]) -> Attempt:
         finished_at=finished,
         stop_requested=stopping is not None,
         stop_reason=why if stopping is not None else None,
+        exit_code=exit_code,
+        reason=reason,
+        out_of_memory=out_of_memory,
+        permanent=permanent,
+        memory_mib=memory_mib,
     )
 
 

@@ -6,13 +6,14 @@ import json
 import logging
 import socket
 from datetime import datetime
+from typing import Any
 
 from django.conf import settings
 from django.db import DatabaseError, connection
 from django.utils import timezone
 
 from executors.base import ExecutorError, Launch, Submission
-from executors.config import ConfigError, validate_config
+from executors.config import ConfigError, sets_memory, validate_config
 from executors.registry import executor_for
 from jobs import orchestrator
 from jobs.engine import ACTIVE_ATTEMPT, AttemptStatus
@@ -51,12 +52,20 @@ def launch_for(task_run: TaskRun) -> Launch:
         run_id=task_run.run_id,
         idempotency_key=task_run.idempotency_key,
         # Checked again here: a definition saved outside the admin was never validated.
-        config=validate_config(task_run.executor, entry["config"]),
+        config=validate_config(task_run.executor, _with_raised_memory(task_run, entry["config"])),
         env=task_environment(task_run),
         process=task_run.run.snapshot["process"]["name"],
         task=task_run.task_name,
         attempt=f"{task_run.round}.{task_run.number}",
     )
+
+
+def _with_raised_memory(task_run: TaskRun, config: dict[str, Any]) -> dict[str, Any]:
+    """The task's config, asking for the memory the engine raised after an out-of-memory kill
+    (only kinds whose config has memory_mib: the engine raises nothing else)."""
+    if task_run.memory_mib is None or not sets_memory(task_run.executor):
+        return config
+    return {**config, "memory_mib": task_run.memory_mib}
 
 
 def submit_task_run(task_run_id: int) -> bool:
@@ -80,11 +89,11 @@ def submit_task_run(task_run_id: int) -> bool:
             return True  # this worker stalled; recovery already decided for the attempt
         submission = executor.submit(launch)
     except ConfigError as exc:
-        fail_unstarted(task_run, f"invalid executor config: {exc}")
+        fail_unstarted(task_run, f"invalid executor config: {exc}", permanent=True)
         return True
     except ExecutorError as exc:
         if exc.permanent:
-            fail_unstarted(task_run, f"could not start: {exc.message}")
+            fail_unstarted(task_run, f"could not start: {exc.message}", permanent=True)
             return True
         if TaskRun.objects.filter(
             pk=task_run.pk, status=AttemptStatus.SUBMITTING, stop_requested_at__isnull=True
@@ -127,9 +136,12 @@ def _release_claim(task_run_id: int) -> None:
         log.warning("attempt %s stays submitting: the database is unreachable", task_run_id)
 
 
-def fail_unstarted(task_run: TaskRun, reason: str) -> None:
-    """End an attempt that never started (the engine retries it per the task's policy)."""
-    orchestrator.record_outcomes([orchestrator.Outcome(task_run.pk, task_run.run_id, None, reason)])
+def fail_unstarted(task_run: TaskRun, reason: str, *, permanent: bool = False) -> None:
+    """End an attempt that never started. The engine retries it per the task's policy,
+    unless the failure is ``permanent``: a retry would be refused the same way."""
+    orchestrator.record_outcomes(
+        [orchestrator.Outcome(task_run.pk, task_run.run_id, None, reason, permanent=permanent)]
+    )
 
 
 def after_submit(task_run: TaskRun, running: bool, submission: Submission) -> None:

@@ -85,11 +85,6 @@ def events(run: ProcessRun, kind: str) -> list[int]:
 # ---- 7. bad input never 500s; permanent failures burn no retries ----
 
 
-@pytest.mark.xfail(
-    strict=True,
-    reason="a permanent submit error (unknown queue) is recorded without permanent=True"
-    " (submission.fail_unstarted), so the engine retries it: every retry is burned",
-)
 def test_an_unknown_batch_queue_fails_once_with_aws_words_and_burns_no_retry(aws, network):
     aws.batch_queue()
     run = trigger_run(
@@ -108,11 +103,6 @@ def test_an_unknown_batch_queue_fails_once_with_aws_words_and_burns_no_retry(aws
     assert attempts(run) == [("job", 1, "failed")], "an unknown queue is not worth a retry"
 
 
-@pytest.mark.xfail(
-    strict=True,
-    reason="a permanent submit error (unknown cluster) is recorded without permanent=True"
-    " (submission.fail_unstarted), so the engine retries it: every retry is burned",
-)
 def test_an_unknown_ecs_cluster_fails_once_with_aws_words_and_burns_no_retry(aws, network):
     cluster = aws.ecs_cluster()
     task = ecs_task(cluster)
@@ -129,11 +119,6 @@ def test_an_unknown_ecs_cluster_fails_once_with_aws_words_and_burns_no_retry(aws
     assert attempts(run) == [("job", 1, "failed")], "an unknown cluster is not worth a retry"
 
 
-@pytest.mark.xfail(
-    strict=True,
-    reason="Status.permanent (CannotPullContainerError) is carried in Outcome.permanent but"
-    " never read by orchestrator._finish_attempt / the engine: the task is retried anyway",
-)
 def test_an_image_that_cannot_be_pulled_is_not_retried(aws, network):
     aws.batch_queue()
     run = trigger_run(make_process("noimage", {"job": {**batch_task(), **RETRYING}}), Trigger.API)
