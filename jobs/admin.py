@@ -22,7 +22,15 @@ from django.utils.html import format_html
 from jobs.cron import reschedule
 from jobs.engine import FINAL_RUN, RunStatus, waiting_reasons
 from jobs.forms import ProcessDefinitionForm, RunForm, TaskDefinitionForm, TaskFormSet
-from jobs.models import ProcessDefinition, ProcessRun, ScheduleKind, TaskDefinition, Trigger, User
+from jobs.models import (
+    ProcessDefinition,
+    ProcessRun,
+    ScheduleKind,
+    TaskDefinition,
+    TaskRun,
+    Trigger,
+    User,
+)
 from jobs.orchestrator import TriggerError, request_kill, retry_failed_tasks, trigger_run
 from jobs.schedule import ScheduleError, next_fire_times
 from jobs.snapshot import attempt_of, run_state
@@ -52,6 +60,8 @@ class TaskInline(admin.StackedInline):
                     ("retry_initial_delay_s", "retry_multiplier", "retry_max_delay_s"),
                     "retry_jitter",
                     "require_explicit_success",
+                    "retry_rules",
+                    ("oom_memory_factor", "oom_memory_max_mib"),
                 ]
             },
         ),
@@ -232,6 +242,13 @@ class ProcessDefinitionAdmin(admin.ModelAdmin):
         self.message_user(request, f"{verb}: {', '.join(names)}", messages.SUCCESS)
 
 
+def _memory(attempt: TaskRun) -> str:
+    """What the run page says of an attempt's memory, where there is something to say: what
+    the engine raised it to, and whether it ran out ("4096 MiB, out of memory")."""
+    raised = f"{attempt.memory_mib} MiB" if attempt.memory_mib is not None else ""
+    return ", ".join(filter(None, [raised, "out of memory" if attempt.out_of_memory else ""]))
+
+
 @admin.register(ProcessRun)
 class ProcessRunAdmin(admin.ModelAdmin):
     """Runs are written by the engine only: the admin reads them and can kill or retry."""
@@ -313,6 +330,7 @@ class ProcessRunAdmin(admin.ModelAdmin):
                 tr,
                 badge(tr.status),
                 why.get(tr.task_name, tr.reason) if latest[tr.task_name] is tr else tr.reason,
+                _memory(tr),
             )
             for tr in task_runs
         ]

@@ -15,9 +15,15 @@ from django.core.exceptions import ValidationError
 from django.forms.fields import InvalidJSONInput
 from django.forms.models import BaseInlineFormSet
 
-from executors.config import ConfigError, validate_config
+from executors.config import (
+    ConfigError,
+    configured_memory_mib,
+    max_memory_mib,
+    sets_memory,
+    validate_config,
+)
 from executors.registry import KINDS
-from jobs.engine import task_graph_cycle
+from jobs.engine import parse_retry_rules, task_graph_cycle
 from jobs.json_input import JsonInputError, parse_json, parse_json_object
 from jobs.models import ProcessDefinition, ScheduleKind, TaskDefinition, TaskDependency
 from jobs.schedule import ScheduleError, parse_timezone, validate_cron
@@ -75,14 +81,16 @@ class ProcessDefinitionForm(forms.ModelForm):
         return data
 
 
-class ConfigField(forms.JSONField):
+class JsonTextField(forms.JSONField):
     """A JSON textarea whose errors name the problem and where, and which keeps what was typed."""
+
+    json_name = "value"  # what errors call the text, and the start of the paths they give
 
     def to_python(self, value):
         if not isinstance(value, str) or value in self.empty_values:
             return super().to_python(value)
         try:
-            return parse_json(value, "config")
+            return parse_json(value, self.json_name)
         except JsonInputError as exc:
             raise ValidationError(str(exc), code="invalid") from None
 
@@ -92,7 +100,7 @@ class ConfigField(forms.JSONField):
         if self.disabled or data is None:
             return super().bound_data(data, initial)
         try:
-            return parse_json(data, "config")
+            return parse_json(data, self.json_name)
         except JsonInputError:
             return InvalidJSONInput(data)
 
@@ -100,6 +108,14 @@ class ConfigField(forms.JSONField):
         if isinstance(value, InvalidJSONInput):
             return value  # the user's own text, so nothing typed is lost
         return json.dumps(value, ensure_ascii=False, indent=2)
+
+
+class ConfigField(JsonTextField):
+    json_name = "config"
+
+
+class RetryRulesField(JsonTextField):
+    json_name = "retry_rules"
 
 
 def _names(text: str) -> list[str]:
@@ -132,9 +148,15 @@ class TaskDefinitionForm(forms.ModelForm):
             "time_limit_s",
             "retry_on_timeout",
             "require_explicit_success",
+            "retry_rules",
+            "oom_memory_factor",
+            "oom_memory_max_mib",
         ]
-        field_classes = {"config": ConfigField}
-        widgets = {"config": forms.Textarea(attrs={"rows": 6, "class": "vLargeTextField"})}
+        field_classes = {"config": ConfigField, "retry_rules": RetryRulesField}
+        widgets = {
+            "config": forms.Textarea(attrs={"rows": 6, "class": "vLargeTextField"}),
+            "retry_rules": forms.Textarea(attrs={"rows": 3, "class": "vLargeTextField"}),
+        }
 
     def __init__(self, *args, **kwargs):
         super().__init__(*args, **kwargs)
@@ -154,6 +176,36 @@ class TaskDefinitionForm(forms.ModelForm):
         if not 0 <= jitter <= 1:
             raise ValidationError("jitter must be between 0 and 1 (a fraction of the delay)")
         return jitter
+
+    def clean_retry_rules(self) -> list:
+        rules = self.cleaned_data["retry_rules"]
+        if rules is None:  # left empty: no rules
+            return []
+        try:
+            parse_retry_rules(rules)
+        except ValueError as exc:
+            raise ValidationError(str(exc)) from None
+        return rules
+
+    def clean_oom_memory_max_mib(self) -> int | None:
+        """A cap the task's executor can honour, no lower than what its config asks for.
+
+        (Fields are cleaned in order: the executor and its config come first.)
+        """
+        cap = self.cleaned_data["oom_memory_max_mib"]
+        kind = self.cleaned_data.get("executor")
+        if cap is None or kind is None:
+            return cap
+        label = KINDS[kind].label
+        if not sets_memory(kind):
+            raise ValidationError(f"{label} tasks have no memory_mib to raise; leave it empty")
+        most = max_memory_mib(kind)
+        if most is not None and cap > most:
+            raise ValidationError(f"{label} allows at most {most} MiB")
+        asked = configured_memory_mib(kind, self.cleaned_data.get("config"))
+        if asked is not None and cap < asked:
+            raise ValidationError(f"must be at least the {asked} MiB the config asks for")
+        return cap
 
     def clean(self) -> dict:
         data = super().clean()

@@ -77,7 +77,8 @@ def _check(value: Any, name: str, path: str, depth: int) -> None:
                 _check(item, name, inner, depth + 1)
         else:
             for index, item in enumerate(value):
-                _check(item, name, f"{path}[{index}]", depth + 1)
+                # A top-level list's items carry its name: "[0]" alone would name nothing.
+                _check(item, name, f"{path or name}[{index}]", depth + 1)
 
 
 def _check_text(text: str, where: str, what: str) -> None:

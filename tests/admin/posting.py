@@ -30,6 +30,9 @@ TASK_FIELDS = {
     "retry_jitter": "0.1",
     "time_limit_s": "",
     "retry_on_timeout": "on",
+    "retry_rules": "[]",
+    "oom_memory_factor": "2",
+    "oom_memory_max_mib": "",
 }
 
 

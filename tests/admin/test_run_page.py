@@ -81,3 +81,16 @@ def test_the_run_list_filters_by_status(admin_client):
     url = reverse("admin:jobs_processrun_changelist")
     response = admin_client.get(url, {"status": "running"})
     assert list(response.context["cl"].result_list) == [running]
+
+
+def test_attempts_show_memory_the_engine_raised_and_out_of_memory_kills(admin_client):
+    run = start(tasks={"only": {}})
+    TaskRun.objects.filter(run=run).update(status="failed", out_of_memory=True)
+    TaskRun.objects.create(
+        run=run, task_name="only", number=2, executor="local", status="waiting", memory_mib=4096
+    )
+    html = run_page(admin_client, run).content.decode()
+    assert "<td>out of memory</td>" in html
+    assert "<td>4096 MiB</td>" in html
+    TaskRun.objects.filter(run=run, number=2).update(status="failed", out_of_memory=True)
+    assert "<td>4096 MiB, out of memory</td>" in run_page(admin_client, run).content.decode()
