@@ -92,9 +92,10 @@ class BatchExecutor:
             return once.found_after_failure(exc, lambda: self._adopt(batch, queue, launch))
         submission = Submission(response["jobArn"], response["jobArn"], _resources(config))
         if response.get("ResponseMetadata", {}).get("RetryAttempts"):
-            # botocore sent SubmitJob more than once: each may have started a job.
-            jobs = self._jobs_named(batch, queue, job_name(launch))
-            once.keep_only(submission.external_id, jobs, self._stop_duplicate(batch))
+            # botocore sent SubmitJob more than once: each may have started a job. The first
+            # is kept, whichever answer came back, as recovery would keep it: if this worker
+            # dies now, recovery settles on the same job instead of stopping this one too.
+            return self._adopt(batch, queue, launch) or submission
         return submission
 
     def find(self, launch: Launch) -> Submission | None:

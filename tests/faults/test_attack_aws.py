@@ -510,12 +510,6 @@ def test_a_transient_error_after_batch_accepted_the_job_leaves_one_active_job(
     assert job.external_id in live
 
 
-@pytest.mark.xfail(
-    strict=True,
-    reason="BatchExecutor.submit keeps the job whose answer came back (once.keep_only) and"
-    " stops the first; recovery's find keeps the first by creation (once.keep_first), even one"
-    " already stopped, and stops the live one: a crash between them stops both",
-)
 def test_recovery_after_a_crash_keeps_the_job_the_submit_kept(aws, network, monkeypatch, settings):
     """SubmitJob reaches Batch (job A), which answers 500; botocore sends it again (job B,
     answered). The submit keeps B and terminates A — and the worker dies right after that
