@@ -47,6 +47,9 @@ class Launch:
     process: str = ""
     task: str = ""
     attempt: str = ""
+    # An earlier submit of this attempt failed after it may have reached the executor (a
+    # lost answer): a job it started must be looked for before another one is started.
+    resubmit: bool = False
 
 
 @dataclass(frozen=True)

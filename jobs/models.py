@@ -222,6 +222,8 @@ class TaskRun(models.Model):
         max_length=12, choices=[(s.value, s.value) for s in AttemptStatus], db_index=True
     )
     not_before = models.DateTimeField(null=True, blank=True)
+    # Claims to submit it: a second one follows a failed submit, whose job may exist anyway.
+    submit_tries = models.PositiveIntegerField(default=0)
     # The host of the worker that claimed the attempt: where a local process runs, and so
     # the only place its orphan can be looked up or stopped if that worker dies.
     worker_host = models.CharField(max_length=255, blank=True)

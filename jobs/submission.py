@@ -10,6 +10,7 @@ from typing import Any
 
 from django.conf import settings
 from django.db import DatabaseError, connection
+from django.db.models import F
 from django.utils import timezone
 
 from executors.base import ExecutorError, Launch, Submission
@@ -57,6 +58,7 @@ def launch_for(task_run: TaskRun) -> Launch:
         process=task_run.run.snapshot["process"]["name"],
         task=task_run.task_name,
         attempt=f"{task_run.round}.{task_run.number}",
+        resubmit=task_run.submit_tries > 1,
     )
 
 
@@ -72,7 +74,10 @@ def submit_task_run(task_run_id: int) -> bool:
     """Claim a READY attempt and start it on its executor; False if it was not ours to take."""
     now = timezone.now()
     if not TaskRun.objects.filter(pk=task_run_id, status=AttemptStatus.READY).update(
-        status=AttemptStatus.SUBMITTING, submitting_at=now, worker_host=HOST
+        status=AttemptStatus.SUBMITTING,
+        submitting_at=now,
+        worker_host=HOST,
+        submit_tries=F("submit_tries") + 1,
     ):
         return False
     try:

@@ -146,13 +146,23 @@ def recover_stuck_submissions() -> int:
             found = None if elsewhere else executor.find(launch_for(task_run))
         except ExecutorError as exc:
             log.warning("cannot look up %s: %s", task_run.idempotency_key, exc.message)
+            # Asking again may help (throttling, the network); if the executor refuses for
+            # good (no permission to look), the attempt is given up on like an unreachable
+            # host's, saying what could not be checked, rather than held forever.
+            if exc.permanent and _given_up(task_run, give_up):
+                fail_unstarted(
+                    task_run,
+                    f"lost while submitting (its worker stopped); a job it may have started"
+                    f" could not be looked up: {exc.message}",
+                )
+                recovered += 1
             continue
         except ConfigError:
             found = None  # its submit refused the same config: nothing was started
         if found is None and answered_for:
             continue  # its worker holds it: running elsewhere, or its exit not yet recorded
         if elsewhere:
-            if task_run.submitting_at is None or task_run.submitting_at < give_up:
+            if _given_up(task_run, give_up):
                 fail_unstarted(
                     task_run,
                     f"lost while submitting on host {task_run.worker_host} (its worker stopped);"
@@ -178,6 +188,10 @@ def recover_stuck_submissions() -> int:
             after_submit(task_run, False, found)
         recovered += 1
     return recovered
+
+
+def _given_up(task_run: TaskRun, give_up: datetime) -> bool:
+    return task_run.submitting_at is None or task_run.submitting_at < give_up
 
 
 def sweep() -> int:

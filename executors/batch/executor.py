@@ -75,6 +75,8 @@ class BatchExecutor:
         config = _parse(launch.config)
         batch = self._client(config)
         queue = self._queue(config)
+        if launch.resubmit and (started := self._adopt(batch, queue, launch)) is not None:
+            return started  # the earlier try's answer was lost, not its job
         request = {
             "jobName": job_name(launch),
             "jobQueue": queue,

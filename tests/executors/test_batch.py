@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+from dataclasses import replace
+
 import pytest
 
 from executors.base import ExecutorError, Launch, State
@@ -102,6 +104,15 @@ def test_a_crash_right_after_submit_job_is_found_by_name_and_never_submitted_twi
     assert found is not None
     assert [job["jobArn"] for job in aws.batch_jobs()] == [found.external_id]
     assert batch.find(launch(2)) is None
+
+
+def test_a_resubmit_adopts_the_job_an_earlier_try_started(aws, batch):
+    first = batch.submit(launch())  # its answer was lost: the attempt went back to ready
+    again = batch.submit(replace(launch(), resubmit=True))
+    assert again.external_id == first.external_id
+    assert len(aws.batch_jobs()) == 1
+    fresh = batch.submit(replace(launch(2), resubmit=True))  # nothing to adopt: starts one
+    assert len(aws.batch_jobs()) == 2 and fresh.external_id != first.external_id
 
 
 def test_throttling_is_retried_by_botocore_and_starts_one_job(aws, batch):

@@ -86,12 +86,6 @@ def test_an_ecs_task_that_ended_before_recovery_found_it_is_adopted_and_its_end_
     assert len(aws.ecs_tasks()) == 1
 
 
-@pytest.mark.xfail(
-    strict=True,
-    reason="recover_stuck_submissions `continue`s on any ExecutorError from find, permanent"
-    " ones too (AccessDenied on ListJobs): the attempt stays SUBMITTING and its run never"
-    " ends; local submits are given up on after SUNDIAL_ORPHAN_UNREACHABLE_AFTER_S",
-)
 def test_a_stuck_submit_whose_lookup_aws_refuses_for_good_is_not_stuck_forever(
     aws, network, settings
 ):
@@ -119,13 +113,6 @@ def test_a_stuck_submit_whose_lookup_aws_refuses_for_good_is_not_stuck_forever(
     assert "ListJobs" in stuck.reason and "not authorized" in stuck.reason, stuck.reason
 
 
-@pytest.mark.xfail(
-    strict=True,
-    reason="after SubmitJob failed transiently, a look-up that fails too (ListJobs throttled)"
-    " sends the attempt back to READY (once.found_after_failure raises the look-up's error,"
-    " submission.submit_task_run takes it as transient) and the next submit starts a second"
-    " Batch job, which nothing ever checks: the first runs on, unowned",
-)
 def test_a_lost_submit_answer_and_a_throttled_look_up_never_start_a_second_batch_job(
     aws, network, settings, monkeypatch
 ):
