@@ -19,6 +19,7 @@ from django.urls import path, reverse
 from django.utils import timezone
 from django.utils.html import format_html
 
+from jobs import describe
 from jobs.cron import reschedule
 from jobs.engine import FINAL_RUN, RunStatus, waiting_reasons
 from jobs.forms import ProcessDefinitionForm, RunForm, TaskDefinitionForm, TaskFormSet
@@ -242,11 +243,12 @@ class ProcessDefinitionAdmin(admin.ModelAdmin):
         self.message_user(request, f"{verb}: {', '.join(names)}", messages.SUCCESS)
 
 
-def _memory(attempt: TaskRun) -> str:
-    """What the run page says of an attempt's memory, where there is something to say: what
-    the engine raised it to, and whether it ran out ("4096 MiB, out of memory")."""
-    raised = f"{attempt.memory_mib} MiB" if attempt.memory_mib is not None else ""
-    return ", ".join(filter(None, [raised, "out of memory" if attempt.out_of_memory else ""]))
+def _task_runs(run: ProcessRun) -> list[TaskRun]:
+    """The run's attempts, read once for the page's attempts table and its estimated cost."""
+    cached: list[TaskRun] | None = getattr(run, "_page_task_runs", None)
+    if cached is None:
+        cached = run._page_task_runs = list(run.task_runs.all())
+    return cached
 
 
 @admin.register(ProcessRun)
@@ -277,6 +279,7 @@ class ProcessRunAdmin(admin.ModelAdmin):
                     "parameters",
                     ("created_at", "started_at", "finished_at"),
                     ("kill_requested_at", "kill_requested_by"),
+                    "estimated_cost",
                 ]
             },
         ),
@@ -317,10 +320,12 @@ class ProcessRunAdmin(admin.ModelAdmin):
 
     @admin.display(description="Attempts")
     def attempts(self, run: ProcessRun) -> str:
-        task_runs = list(run.task_runs.all())
-        # The engine says what a pending attempt waits for; a finished one has its reason.
+        task_runs = _task_runs(run)
+        now = timezone.now()
+        # The engine says what a pending attempt waits for, and a remote job's executor what
+        # it waits for at AWS; a finished attempt has its reason.
         why = (
-            waiting_reasons(run_state(run, map(attempt_of, task_runs)), timezone.now())
+            waiting_reasons(run_state(run, map(attempt_of, task_runs)), now)
             if run.status == RunStatus.RUNNING
             else {}
         )
@@ -329,12 +334,25 @@ class ProcessRunAdmin(admin.ModelAdmin):
             (
                 tr,
                 badge(tr.status),
-                why.get(tr.task_name, tr.reason) if latest[tr.task_name] is tr else tr.reason,
-                _memory(tr),
+                describe.waiting(tr, now)
+                or (why.get(tr.task_name, tr.reason) if latest[tr.task_name] is tr else tr.reason),
+                describe.resources(tr),
+                describe.usd(describe.cost(tr)),
             )
             for tr in task_runs
         ]
         return render_to_string("admin/jobs/processrun/attempts.html", {"rows": rows})
+
+    @admin.display(description="Estimated cost")
+    def estimated_cost(self, run: ProcessRun) -> str:
+        """The priced attempts' sum, saying so when some could not be priced (local ones,
+        running ones, a job definition's own sizes): an estimate, never a bill."""
+        estimate = describe.run_cost(_task_runs(run))
+        if estimate.complete:
+            return describe.usd(estimate.usd)
+        if estimate.usd == 0:
+            return "— (no attempt can be priced: local, unfinished, or of unknown size)"
+        return f"{describe.usd(estimate.usd)} and attempts that cannot be priced"
 
     @admin.display(description="Events")
     def events(self, run: ProcessRun) -> str:

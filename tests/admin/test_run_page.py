@@ -1,7 +1,10 @@
 """The run page shows every attempt with why it is where it is, and the event trail."""
 
+from datetime import timedelta
+
 import pytest
 from django.urls import reverse
+from django.utils import timezone
 
 from jobs.models import ProcessRun, TaskRun, Trigger
 from jobs.orchestrator import trigger_run
@@ -91,6 +94,37 @@ def test_attempts_show_memory_the_engine_raised_and_out_of_memory_kills(admin_cl
     )
     html = run_page(admin_client, run).content.decode()
     assert "<td>out of memory</td>" in html
-    assert "<td>4096 MiB</td>" in html
+    assert "<td>4096 MiB (raised)</td>" in html
     TaskRun.objects.filter(run=run, number=2).update(status="failed", out_of_memory=True)
-    assert "<td>4096 MiB, out of memory</td>" in run_page(admin_client, run).content.decode()
+    page = run_page(admin_client, run).content.decode()
+    assert "<td>4096 MiB (raised); out of memory</td>" in page
+
+
+def test_attempts_show_what_a_remote_job_asked_for_where_it_ran_and_what_it_cost(admin_client):
+    run = start(tasks={"only": {}})
+    began = timezone.now() - timedelta(hours=2)
+    TaskRun.objects.filter(run=run).update(
+        status="succeeded",
+        resources={"platform": "FARGATE", "vcpu": 2, "memory_mib": 4096},
+        placement="Fargate",
+        started_at=began,
+        finished_at=began + timedelta(hours=1),
+    )
+    html = run_page(admin_client, run).content.decode()
+    assert "<td>2 vCPU · 4096 MiB · FARGATE, on Fargate</td>" in html
+    per_hour = 2 * 0.04048 + 4 * 0.004445
+    assert f"<td>${per_hour:.4f}</td>" in html
+    assert f"${per_hour:.4f}</div>" in html, "the run's estimated cost"
+
+
+def test_a_job_waiting_for_capacity_says_so_and_for_how_long(admin_client):
+    run = start(tasks={"only": {}})
+    TaskRun.objects.filter(run=run).update(
+        status="submitted",
+        external_id="arn:aws:batch:us-east-1:123456789012:job/x",
+        executor_state="waiting for capacity (RUNNABLE)",
+        executor_state_since=timezone.now() - timedelta(minutes=4),
+    )
+    html = run_page(admin_client, run).content.decode()
+    assert "<td>waiting for capacity (RUNNABLE) for 4\xa0minutes</td>" in html
+    assert "no attempt can be priced" in html

@@ -1,0 +1,63 @@
+"""What the run page says of an attempt beyond its status: what it asked for, where it ran,
+why a remote job still waits (and for how long), and what it probably cost."""
+
+from __future__ import annotations
+
+from collections.abc import Iterable
+from datetime import datetime
+
+from django.conf import settings
+from django.utils.timesince import timesince
+
+from jobs.costs import Estimate, attempt_cost, total
+from jobs.models import TaskRun
+
+
+def resources(attempt: TaskRun) -> str:
+    """ "2 vCPU · 8192 MiB · FARGATE, on Fargate; out of memory" — what the job asked for as
+    its executor reported it, where it ran, and the engine's memory raise or an OOM kill."""
+    asked = attempt.resources or {}
+    parts = []
+    if "vcpu" in asked:
+        parts.append(f"{asked['vcpu']:g} vCPU")
+    memory = attempt.memory_mib if attempt.memory_mib is not None else asked.get("memory_mib")
+    if memory is not None:
+        raised = " (raised)" if attempt.memory_mib is not None else ""
+        parts.append(f"{memory} MiB{raised}")
+    if asked.get("gpu"):
+        parts.append(f"{asked['gpu']} GPU")
+    if asked.get("disk_gib"):
+        parts.append(f"{asked['disk_gib']} GiB disk")
+    if "platform" in asked:
+        parts.append(str(asked["platform"]))
+    text = " · ".join(parts)
+    if attempt.placement:
+        text = f"{text}, on {attempt.placement}" if text else f"on {attempt.placement}"
+    if attempt.out_of_memory:
+        text = f"{text}; out of memory" if text else "out of memory"
+    return text
+
+
+def waiting(attempt: TaskRun, now: datetime) -> str | None:
+    """ "waiting for capacity (RUNNABLE) for 4 minutes", for a remote job its executor says
+    is waiting; None when it says nothing."""
+    if not attempt.executor_state or attempt.executor_state_since is None:
+        return None
+    return f"{attempt.executor_state} for {timesince(attempt.executor_state_since, now)}"
+
+
+def cost(attempt: TaskRun) -> float | None:
+    return attempt_cost(
+        attempt.resources or {}, attempt.started_at, attempt.finished_at, settings.SUNDIAL_PRICES
+    )
+
+
+def run_cost(attempts: Iterable[TaskRun]) -> Estimate:
+    return total(cost(attempt) for attempt in attempts)
+
+
+def usd(amount: float | None) -> str:
+    """ "$0.0123"; small amounts keep their digits, so a short job is not "$0.00"."""
+    if amount is None:
+        return ""
+    return f"${amount:.4f}" if amount < 1 else f"${amount:,.2f}"
