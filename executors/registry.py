@@ -10,15 +10,19 @@ chosen, and refused at save.
 
 from __future__ import annotations
 
-from dataclasses import dataclass
+from collections.abc import Mapping
+from dataclasses import dataclass, field
 from importlib import import_module
 from typing import Any
 
 from pydantic import BaseModel
 
 from executors.base import Executor, ExecutorError
+from executors.batch import config as batch_config
 from executors.batch.config import BatchConfig
+from executors.ecs import config as ecs_config
 from executors.ecs.config import EcsConfig
+from executors.local import config as local_config
 from executors.local.config import LocalConfig
 from executors.memory import MemoryConfig
 
@@ -31,6 +35,7 @@ class ExecutorKind:
     factory: str  # "module:function" giving this process's executor
     offered: bool = True  # shown in the admin; the in-memory executor is for tests only
     check: str | None = None  # "module:function": why this installation cannot run it, or None
+    example: Mapping[str, Any] = field(default_factory=dict)  # a config, shown in the admin
 
     def unavailable(self) -> str | None:
         """Why tasks of this kind cannot run on this installation, or None when they can."""
@@ -43,13 +48,20 @@ class ExecutorKind:
 KINDS: dict[str, ExecutorKind] = {
     kind.name: kind
     for kind in (
-        ExecutorKind("local", "Local subprocess", LocalConfig, "jobs.local_runtime:local_runtime"),
+        ExecutorKind(
+            "local",
+            "Local subprocess",
+            LocalConfig,
+            "jobs.local_runtime:local_runtime",
+            example=local_config.EXAMPLE,
+        ),
         ExecutorKind(
             "batch",
             "AWS Batch",
             BatchConfig,
             "jobs.aws_runtime:batch_executor",
             check="jobs.aws_runtime:unconfigured",
+            example=batch_config.EXAMPLE,
         ),
         ExecutorKind(
             "ecs",
@@ -57,6 +69,7 @@ KINDS: dict[str, ExecutorKind] = {
             EcsConfig,
             "jobs.aws_runtime:ecs_executor",
             check="jobs.aws_runtime:unconfigured",
+            example=ecs_config.EXAMPLE,
         ),
         ExecutorKind(
             "memory", "In memory (tests)", MemoryConfig, "executors.memory:shared", offered=False

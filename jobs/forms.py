@@ -14,6 +14,7 @@ from django import forms
 from django.core.exceptions import ValidationError
 from django.forms.fields import InvalidJSONInput
 from django.forms.models import BaseInlineFormSet
+from django.utils.html import format_html, format_html_join
 
 from executors.config import (
     ConfigError,
@@ -123,6 +124,20 @@ def _names(text: str) -> list[str]:
     return list(dict.fromkeys(name.strip() for name in text.split(",") if name.strip()))
 
 
+def config_help() -> str:
+    """The config field's help: an example config of every kind a person may pick."""
+    examples = format_html_join(
+        "",
+        "<br>{}: <code>{}</code>",
+        ((kind.label, json.dumps(kind.example)) for kind in KINDS.values() if kind.offered),
+    )
+    return format_html(
+        "JSON, checked against the executor's schema (the README lists every field)."
+        " For example:{}",
+        examples,
+    )
+
+
 class TaskDefinitionForm(forms.ModelForm):
     requires = forms.CharField(
         required=False,
@@ -160,6 +175,7 @@ class TaskDefinitionForm(forms.ModelForm):
 
     def __init__(self, *args, **kwargs):
         super().__init__(*args, **kwargs)
+        self.fields["config"].help_text = config_help()
         if self.instance.pk:
             edges = self.instance.upstream_edges.all()
             self.initial["requires"] = ", ".join(e.upstream.name for e in edges if e.required)

@@ -49,3 +49,13 @@ class BatchConfig(Schema):
             self.vcpu = DEFAULT_VCPU if self.vcpu is None else self.vcpu
             self.memory_mib = DEFAULT_MEMORY_MIB if self.memory_mib is None else self.memory_mib
         return self
+
+
+# Shown in the admin under the config field; a test checks it fits the schema.
+EXAMPLE = {
+    "image": "123456789012.dkr.ecr.eu-west-1.amazonaws.com/etl:3",
+    "command": ["python", "etl.py"],
+    "vcpu": 2,
+    "memory_mib": 8192,
+    "job_queue": "etl",
+}

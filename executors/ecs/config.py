@@ -97,3 +97,14 @@ class EcsConfig(Schema):
         if self.disk_gib is not None and not self.on_fargate:
             raise ValueError("disk_gib: ephemeral storage can only be set for FARGATE")
         return self
+
+
+# Shown in the admin under the config field; a test checks it fits the schema.
+EXAMPLE = {
+    "cluster": "etl",
+    "image": "123456789012.dkr.ecr.eu-west-1.amazonaws.com/report:7",
+    "cpu": 1024,
+    "memory_mib": 4096,
+    "subnets": ["subnet-0abc1234"],
+    "security_groups": ["sg-0abc1234"],
+}

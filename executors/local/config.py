@@ -37,3 +37,7 @@ class LocalConfig(Schema):
         if command is not None and not command[0]:
             raise ValueError("the program (first item) must not be empty")
         return command
+
+
+# Shown in the admin under the config field; a test checks it fits the schema.
+EXAMPLE = {"command": ["python", "etl.py", "--day", "today"], "env": {"MODE": "full"}}

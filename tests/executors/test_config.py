@@ -283,3 +283,11 @@ def test_the_nul_cases_cover_every_text_field():
         if holds_free_text(field_schema, schema.get("$defs", {}))
     }
     assert text_fields == {(kind, path.split(".")[0]) for kind, _, path in NUL_IN_TEXT}
+
+
+@pytest.mark.parametrize(
+    "kind", [kind for kind in KINDS.values() if kind.offered], ids=lambda kind: kind.name
+)
+def test_every_offered_kind_shows_an_example_that_fits_its_schema(kind):
+    assert kind.example, f"{kind.name} shows no example in the admin"
+    assert validate_config(kind.name, kind.example)
