@@ -18,7 +18,7 @@ from executors.config import ConfigError, sets_memory, validate_config
 from executors.registry import executor_for
 from jobs import orchestrator
 from jobs.engine import ACTIVE_ATTEMPT, AttemptStatus
-from jobs.models import TaskRun
+from jobs.models import TaskEvent, TaskRun
 from jobs.snapshot import task_entry
 
 log = logging.getLogger(__name__)
@@ -103,6 +103,14 @@ def submit_task_run(task_run_id: int) -> bool:
         if TaskRun.objects.filter(
             pk=task_run.pk, status=AttemptStatus.SUBMITTING, stop_requested_at__isnull=True
         ).update(status=AttemptStatus.READY):
+            # Said on the run's trail, or an executor that keeps failing (AWS answering 500)
+            # would leave the page saying only "ready: waiting for a worker".
+            TaskEvent.objects.create(
+                run_id=task_run.run_id,
+                task_run_id=task_run.pk,
+                kind="submit deferred",
+                message=f"could not start it yet, trying again: {exc.message}",
+            )
             raise SubmitLater(exc.message) from exc
         # A stop was asked while we tried: nothing started, so the attempt ends here (as
         # its stop request says) instead of going back to READY with nobody to cancel it.

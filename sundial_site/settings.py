@@ -156,7 +156,9 @@ SUNDIAL_MISFIRE_GRACE_S = env_float("SUNDIAL_MISFIRE_GRACE_S", 60.0, minimum=1.0
 
 # ---- AWS (Batch, ECS, CloudWatch Logs) ----
 # Credentials come from the default AWS chain; AWS_ENDPOINT_URL points at moto or LocalStack.
-SUNDIAL_AWS_REGION = env_str("SUNDIAL_AWS_REGION")  # unset: AWS_REGION / ~/.aws/config
+# The region tasks run in unless their config names one. AWS_REGION is read here because
+# botocore itself reads only AWS_DEFAULT_REGION (and ~/.aws/config), which work too.
+SUNDIAL_AWS_REGION = env_str("SUNDIAL_AWS_REGION") or env_str("AWS_REGION")
 SUNDIAL_AWS_MAX_ATTEMPTS = env_int("SUNDIAL_AWS_MAX_ATTEMPTS", 5, minimum=1)
 # Calls a second each worker process allows itself per service (below AWS's account limits).
 SUNDIAL_AWS_RATES = {
@@ -197,7 +199,8 @@ LOGGING = {
     # A line per Celery task (a tick every second) would bury what matters.
     "loggers": {
         name: {"level": "WARNING"}
-        for name in ("celery.app.trace", "celery.worker.strategy", "celery.beat")
+        # boto3 says where it found credentials and endpoints on every new client.
+        for name in ("celery.app.trace", "celery.worker.strategy", "celery.beat", "botocore")
     },
 }
 # Celery logs through the configuration above instead of replacing it.

@@ -21,7 +21,10 @@ def test_it_makes_a_queue_and_a_cluster_that_tasks_run_on(aws, capsys):
     ]
     clusters = aws.client("ecs").describe_clusters(clusters=["sundial"])["clusters"]
     assert [c["status"] for c in clusters] == ["ACTIVE"]
-    assert "SUNDIAL_BATCH_JOB_QUEUE=sundial" in capsys.readouterr().out
+    said = capsys.readouterr().out
+    assert "SUNDIAL_BATCH_JOB_QUEUE=sundial" in said
+    assert '"subnets": ["subnet-' in said, "a subnet for Fargate tasks"
+    assert '"task_definition": "sundial-sandbox"' in said
     # moto was told to end Batch jobs at once rather than run them in Docker.
     batch = executor_for("batch")
     launch = Launch(1, 1, "sundial-1-1-try-1-1", {"image": "busybox", "job_queue": "sundial"}, {})

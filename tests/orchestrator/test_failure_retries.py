@@ -142,6 +142,8 @@ def test_a_transient_submit_error_still_costs_no_attempt(executor):
     with pytest.raises(SubmitLater, match="Rate exceeded"):
         submit_due(run)
     assert attempts(run) == [(1, 1, "ready", None, False)]
+    (said,) = run.events.filter(kind="submit deferred").values_list("message", flat=True)
+    assert said == "could not start it yet, trying again: Rate exceeded", "the trail says why"
 
 
 def test_a_job_the_executor_reports_failed_for_good_is_not_retried(executor):

@@ -39,12 +39,20 @@ class Command(BaseCommand):
         try:
             queue = self._batch_queue()
             cluster = self._ecs_cluster()
+            subnet, group = self._network()
+            definition = self._task_definition()
         except (BotoCoreError, ClientError) as exc:
             raise CommandError(f"the local AWS at {endpoint} refused: {exc}") from exc
         self.stdout.write(f"Batch job queue {queue!r} and ECS cluster {cluster!r} are ready.")
         self.stdout.write(
             f"Start Sundial with SUNDIAL_BATCH_JOB_QUEUE={queue} SUNDIAL_ECS_CLUSTER={cluster}"
             " (or name them in each task's config)."
+        )
+        self.stdout.write(
+            "An ECS task to try (moto keeps it running until Sundial stops it; moto cannot run"
+            " a task from an image alone):"
+            f' {{"task_definition": "{definition}", "container": "main",'
+            f' "subnets": ["{subnet}"], "security_groups": ["{group}"]}}'
         )
 
     def _finish_batch_jobs_at_once(self, endpoint: str) -> None:
@@ -84,6 +92,42 @@ class Command(BaseCommand):
             ],
         )
         return NAME
+
+    def _network(self) -> tuple[str, str]:
+        """A subnet and a security group of the default VPC, for Fargate tasks."""
+        ec2 = aws_runtime.clients().client("ec2")
+        subnets = ec2.describe_subnets(Filters=[{"Name": "default-for-az", "Values": ["true"]}])
+        groups = ec2.describe_security_groups(
+            Filters=[{"Name": "group-name", "Values": ["default"]}]
+        )
+        return subnets["Subnets"][0]["SubnetId"], groups["SecurityGroups"][0]["GroupId"]
+
+    def _task_definition(self) -> str:
+        """A small Fargate task definition whose log Sundial can read."""
+        aws_runtime.clients().client("ecs").register_task_definition(
+            family=f"{NAME}-sandbox",
+            requiresCompatibilities=["FARGATE"],
+            networkMode="awsvpc",
+            cpu="256",
+            memory="512",
+            containerDefinitions=[
+                {
+                    "name": "main",
+                    "image": "busybox",
+                    "memory": 512,  # moto needs a container's own memory to place a task
+                    "command": ["echo", "hello from ECS"],
+                    "logConfiguration": {
+                        "logDriver": "awslogs",
+                        "options": {
+                            "awslogs-group": f"/{NAME}/sandbox",
+                            "awslogs-region": aws_runtime.clients().region() or "",
+                            "awslogs-stream-prefix": "sandbox",
+                        },
+                    },
+                }
+            ],
+        )
+        return f"{NAME}-sandbox"
 
     def _ecs_cluster(self) -> str:
         aws_runtime.clients().client("ecs").create_cluster(
