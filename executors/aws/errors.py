@@ -56,15 +56,27 @@ def is_transient(exc: ClientError) -> bool:
     return error_code(exc) in TRANSIENT_CODES or status == 429 or status >= 500
 
 
+MESSAGE_LIMIT = 500  # AWS's own words, kept whole; anything longer is not a message
+
+
+def _message(exc: ClientError) -> str:
+    """AWS's message, or a plain word for an answer that has none (a proxy's or a load
+    balancer's HTML error page goes on no run page)."""
+    message = str(exc.response.get("Error", {}).get("Message") or "")
+    if not message or message.lstrip().startswith("<"):
+        status = exc.response.get("ResponseMetadata", {}).get("HTTPStatusCode", "?")
+        return f"AWS answered HTTP {status} without a message"
+    return message if len(message) <= MESSAGE_LIMIT else message[:MESSAGE_LIMIT] + "…"
+
+
 @contextmanager
 def aws_call(action: str) -> Iterator[None]:
     """Turn what botocore raises inside the block into an ExecutorError naming ``action``."""
     try:
         yield
     except ClientError as exc:
-        message = exc.response.get("Error", {}).get("Message") or str(exc)
         raise ExecutorError(
-            f"{action}: {error_code(exc)}: {message}", permanent=not is_transient(exc)
+            f"{action}: {error_code(exc)}: {_message(exc)}", permanent=not is_transient(exc)
         ) from exc
     except ParamValidationError as exc:  # botocore's own check of a request: a bad config
         raise ExecutorError(f"{action}: {exc}", permanent=True) from exc

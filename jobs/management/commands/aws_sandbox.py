@@ -35,7 +35,7 @@ class Command(BaseCommand):
             )
         if (reason := aws_runtime.unconfigured()) is not None:
             raise CommandError(reason)
-        self._finish_batch_jobs_at_once(endpoint)
+        self._tell_moto(endpoint)
         try:
             queue = self._batch_queue()
             cluster = self._ecs_cluster()
@@ -55,21 +55,31 @@ class Command(BaseCommand):
             f' "subnets": ["{subnet}"], "security_groups": ["{group}"]}}'
         )
 
-    def _finish_batch_jobs_at_once(self, endpoint: str) -> None:
-        # moto runs Batch jobs in Docker unless told otherwise; told, it ends each job as
-        # SUCCEEDED when it is submitted (MOTO_SIMPLE_BATCH_FAIL_AFTER=0 on moto's side
-        # makes them fail instead).
-        request = urllib.request.Request(
-            f"{endpoint.rstrip('/')}/moto-api/config",
-            json.dumps({"batch": {"use_docker": False}}).encode(),
-            {"Content-Type": "application/json"},
-        )
-        try:
-            urllib.request.urlopen(request, timeout=5).close()
-        except (urllib.error.URLError, OSError) as exc:
-            self.stdout.write(
-                f"(not moto, or it refused its config: {exc}; jobs run as it runs them)"
+    def _tell_moto(self, endpoint: str) -> None:
+        """moto runs Batch jobs in Docker unless told otherwise; told, it ends each job as
+        SUCCEEDED when it is submitted (MOTO_SIMPLE_BATCH_FAIL_AFTER=0 on moto's side makes
+        them fail). And it moves an ECS task on to STOPPED a little more at every look,
+        with no exit code; told, a task runs until it is stopped."""
+        settings = {
+            "config": {"batch": {"use_docker": False}},
+            "state-manager/set-transition": {
+                "model_name": "ecs::task",
+                "transition": {"progression": "manual", "times": 10**9},
+            },
+        }
+        for path, body in settings.items():
+            request = urllib.request.Request(
+                f"{endpoint.rstrip('/')}/moto-api/{path}",
+                json.dumps(body).encode(),
+                {"Content-Type": "application/json"},
             )
+            try:
+                urllib.request.urlopen(request, timeout=5).close()
+            except (urllib.error.URLError, OSError) as exc:
+                self.stdout.write(
+                    f"(not moto, or it refused {path}: {exc}; jobs run as it runs them)"
+                )
+                return
 
     def _batch_queue(self) -> str:
         batch = aws_runtime.clients().client("batch")
