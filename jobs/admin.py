@@ -350,9 +350,10 @@ class ProcessRunAdmin(admin.ModelAdmin):
         estimate = describe.run_cost(_task_runs(run))
         if estimate.complete:
             return describe.usd(estimate.usd)
-        if estimate.usd == 0:
-            return "— (no attempt can be priced: local, unfinished, or of unknown size)"
-        return f"{describe.usd(estimate.usd)} and attempts that cannot be priced"
+        unpriced = f"{estimate.unpriced} attempt{'s' if estimate.unpriced > 1 else ''}"
+        if not estimate.priced:
+            return f"— ({unpriced} that cannot be priced: local, unfinished, or of unknown size)"
+        return f"{describe.usd(estimate.usd)}, and {unpriced} that cannot be priced"
 
     @admin.display(description="Events")
     def events(self, run: ProcessRun) -> str:

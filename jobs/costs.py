@@ -28,7 +28,12 @@ FREE_DISK_GIB = 20  # Fargate includes 20 GiB of ephemeral storage in its price
 @dataclass(frozen=True)
 class Estimate:
     usd: float
-    complete: bool  # False: some attempts could not be priced (local ones, unknown sizes)
+    priced: int  # attempts that could be priced
+    unpriced: int  # attempts that could not (local ones, unfinished ones, unknown sizes)
+
+    @property
+    def complete(self) -> bool:
+        return self.unpriced == 0
 
 
 def attempt_cost(
@@ -53,6 +58,7 @@ def attempt_cost(
 
 
 def total(costs: Iterable[float | None]) -> Estimate:
-    """The sum of the attempts that could be priced, and whether that was all of them."""
-    known = list(costs)
-    return Estimate(sum(c for c in known if c is not None), all(c is not None for c in known))
+    """The sum of the attempts that could be priced, and how many could not."""
+    listed = list(costs)
+    priced = [c for c in listed if c is not None]
+    return Estimate(sum(priced), len(priced), len(listed) - len(priced))

@@ -31,7 +31,8 @@ def resources(attempt: TaskRun) -> str:
     if "platform" in asked:
         parts.append(str(asked["platform"]))
     text = " · ".join(parts)
-    if attempt.placement:
+    # Where it ran, when that says more than the platform it asked for ("EC2, on EC2").
+    if attempt.placement and attempt.placement.lower() != str(asked.get("platform", "")).lower():
         text = f"{text}, on {attempt.placement}" if text else f"on {attempt.placement}"
     if attempt.out_of_memory:
         text = f"{text}; out of memory" if text else "out of memory"
@@ -60,4 +61,6 @@ def usd(amount: float | None) -> str:
     """ "$0.0123"; small amounts keep their digits, so a short job is not "$0.00"."""
     if amount is None:
         return ""
+    if 0 < amount < 0.0001:
+        return "< $0.0001"
     return f"${amount:.4f}" if amount < 1 else f"${amount:,.2f}"

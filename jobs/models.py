@@ -111,12 +111,14 @@ class TaskDefinition(models.Model):
         " failure. A permanent error (image not found, unknown queue) is never retried.",
     )
     oom_memory_factor = models.FloatField(
+        "memory factor after out of memory",
         default=2,
         validators=[MinValueValidator(1), MaxValueValidator(16)],
         help_text="After an out-of-memory kill the retry asks for the memory times this"
         " (1 = the same memory). For executors with memory_mib (Batch, ECS).",
     )
     oom_memory_max_mib = models.PositiveIntegerField(
+        "memory cap after out of memory (MiB)",
         null=True,
         blank=True,
         help_text="The most memory, in MiB, a retry after an out-of-memory kill asks for."

@@ -6,6 +6,7 @@ import pytest
 from django.urls import reverse
 from django.utils import timezone
 
+from jobs import describe
 from jobs.models import ProcessRun, TaskRun, Trigger
 from jobs.orchestrator import trigger_run
 from tests.conftest import make_process
@@ -111,7 +112,7 @@ def test_attempts_show_what_a_remote_job_asked_for_where_it_ran_and_what_it_cost
         finished_at=began + timedelta(hours=1),
     )
     html = run_page(admin_client, run).content.decode()
-    assert "<td>2 vCPU · 4096 MiB · FARGATE, on Fargate</td>" in html
+    assert "<td>2 vCPU · 4096 MiB · FARGATE</td>" in html, "on Fargate: said once"
     per_hour = 2 * 0.04048 + 4 * 0.004445
     assert f"<td>${per_hour:.4f}</td>" in html
     assert f"${per_hour:.4f}</div>" in html, "the run's estimated cost"
@@ -127,4 +128,16 @@ def test_a_job_waiting_for_capacity_says_so_and_for_how_long(admin_client):
     )
     html = run_page(admin_client, run).content.decode()
     assert "<td>waiting for capacity (RUNNABLE) for 4\xa0minutes</td>" in html
-    assert "no attempt can be priced" in html
+    assert "— (1 attempt that cannot be priced" in html
+
+
+def test_where_a_job_ran_is_said_when_it_adds_to_what_it_asked_for():
+    asked = {"platform": "FARGATE", "vcpu": 1, "memory_mib": 2048, "gpu": 1, "disk_gib": 50}
+    spot = TaskRun(resources=asked, placement="FARGATE_SPOT")
+    assert (
+        describe.resources(spot)
+        == "1 vCPU · 2048 MiB · 1 GPU · 50 GiB disk · FARGATE, on FARGATE_SPOT"
+    )
+    assert describe.resources(TaskRun(resources=asked, placement="Fargate")).endswith("· FARGATE")
+    assert describe.resources(TaskRun(placement="EC2")) == "on EC2"
+    assert describe.usd(0.00001) == "< $0.0001" and describe.usd(0) == "$0.0000"

@@ -51,8 +51,9 @@ def test_what_cannot_be_priced_is_none(resources, started, finished):
 
 def test_a_run_total_says_whether_every_attempt_was_priced():
     assert total([0.5, 0.25]).usd == 0.75 and total([0.5, 0.25]).complete
-    partial = total([0.5, None])
-    assert partial.usd == 0.5 and not partial.complete
+    partial = total([0.5, None, None])
+    assert (partial.usd, partial.priced, partial.unpriced) == (0.5, 1, 2)
+    assert not partial.complete
 
 
 def test_prices_from_the_environment_must_be_a_json_object(monkeypatch):
