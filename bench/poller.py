@@ -202,22 +202,10 @@ def plain_client(service: str) -> Any:
 def batch_queue() -> dict[str, Any]:
     """A job queue on an unmanaged compute environment, and a job definition, both "bench";
     the config of a task that submits that definition (one SubmitJob, nothing to register)."""
-    role = plain_client("iam").create_role(RoleName="bench-batch", AssumeRolePolicyDocument="{}")
+    from jobs import sandbox
+
     batch = plain_client("batch")
-    environment = batch.create_compute_environment(
-        computeEnvironmentName="bench-env",
-        type="UNMANAGED",
-        state="ENABLED",
-        serviceRole=role["Role"]["Arn"],
-    )
-    batch.create_job_queue(
-        jobQueueName=BENCH,
-        state="ENABLED",
-        priority=1,
-        computeEnvironmentOrder=[
-            {"order": 1, "computeEnvironment": environment["computeEnvironmentArn"]}
-        ],
-    )
+    sandbox.batch_queue(plain_client("iam"), batch, BENCH)
     batch.register_job_definition(
         jobDefinitionName=BENCH,
         type="container",

@@ -14,6 +14,7 @@ import pytest
 from moto.batch import models as moto_batch
 from moto.moto_api import state_manager
 
+from jobs import sandbox
 from tests.aws.world import ACCOUNT, FOREVER, REGION, World
 
 
@@ -35,24 +36,7 @@ class BatchWorld(World):
 
     def batch_queue(self, name: str = "sundial") -> str:
         """A job queue on an unmanaged compute environment; returns its name."""
-        iam = self.client("iam")
-        role = iam.create_role(RoleName=f"{name}-batch", AssumeRolePolicyDocument="{}")
-        batch = self.client("batch")
-        environment = batch.create_compute_environment(
-            computeEnvironmentName=f"{name}-env",
-            type="UNMANAGED",
-            state="ENABLED",
-            serviceRole=role["Role"]["Arn"],
-        )
-        batch.create_job_queue(
-            jobQueueName=name,
-            state="ENABLED",
-            priority=1,
-            computeEnvironmentOrder=[
-                {"order": 1, "computeEnvironment": environment["computeEnvironmentArn"]}
-            ],
-        )
-        return name
+        return sandbox.batch_queue(self.client("iam"), self.client("batch"), name)
 
     def batch_jobs(self, queue: str = "sundial") -> list[dict[str, Any]]:
         """Every job AWS holds in the queue, in every status."""
