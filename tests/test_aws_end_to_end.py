@@ -8,7 +8,6 @@ process plays beat (it polls) and AWS's own scheduler (it starts and ends jobs, 
 from __future__ import annotations
 
 import signal
-import threading
 from collections.abc import Iterator
 
 import pytest
@@ -20,6 +19,7 @@ from jobs.models import TaskRun, Trigger
 from jobs.orchestrator import request_kill, trigger_run
 from jobs.supervision import poll_running, reconcile
 from tests.aws import aws_environment
+from tests.aws.world import HeldCall
 from tests.conftest import make_process, purge_task_queue
 from tests.orchestrator.driving import attempts, wait_for
 from tests.workers import Worker, stop_task_processes
@@ -122,42 +122,11 @@ def test_a_process_mixing_local_batch_and_ecs_tasks_runs_to_success(aws, worker)
     assert read_log(published).lines == ("published to s3://reports/",)
 
 
-class HeldSubmit:
-    """AWS holds the next SubmitJob: it answers only once the test releases it.
-
-    ``accept_first``: the job exists before AWS holds the answer (a worker killed now dies
-    between SubmitJob and saving the job id); otherwise AWS holds the request itself.
-    """
-
-    def __init__(self, monkeypatch: pytest.MonkeyPatch, *, accept_first: bool) -> None:
-        self.arrived = threading.Event()
-        self.released = threading.Event()
-        original = moto_batch.BatchBackend.submit_job
-
-        def held(backend, *args, **kwargs):
-            if not accept_first:
-                self._hold()
-            answer = original(backend, *args, **kwargs)
-            if accept_first:
-                self._hold()
-            return answer
-
-        monkeypatch.setattr(moto_batch.BatchBackend, "submit_job", held)
-
-    def _hold(self) -> None:
-        if not self.arrived.is_set():
-            self.arrived.set()
-            self.released.wait(timeout=30)
-
-    def wait(self) -> None:
-        assert self.arrived.wait(timeout=30), "the worker never called SubmitJob"
-
-
 @override_settings(SUNDIAL_SUBMIT_STUCK_AFTER_S=1)
 def test_a_worker_killed_right_after_submit_job_leaves_one_job_and_it_is_adopted(
     aws, worker, monkeypatch
 ):
-    held = HeldSubmit(monkeypatch, accept_first=True)
+    held = HeldCall(monkeypatch, moto_batch.BatchBackend, "submit_job", accept_first=True)
     run = trigger_run(make_process("once", {"transform": TRANSFORM}), Trigger.API)
 
     held.wait()
@@ -184,7 +153,7 @@ def test_a_worker_killed_right_after_submit_job_leaves_one_job_and_it_is_adopted
 def test_a_run_killed_while_its_batch_job_is_submitted_has_the_job_terminated(
     aws, worker, monkeypatch
 ):
-    held = HeldSubmit(monkeypatch, accept_first=False)
+    held = HeldCall(monkeypatch, moto_batch.BatchBackend, "submit_job", accept_first=False)
     run = trigger_run(make_process("doomed", {"transform": TRANSFORM}), Trigger.API)
 
     held.wait()

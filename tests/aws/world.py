@@ -6,6 +6,7 @@ from __future__ import annotations
 
 import contextlib
 import json
+import threading
 from collections.abc import Iterator
 from dataclasses import dataclass
 from datetime import datetime
@@ -23,6 +24,53 @@ FOREVER = {"progression": "manual", "times": 10**9}  # moto's state never moves 
 
 class SimulatedCrash(Exception):
     """The worker died right after AWS answered (deliberately not an AWS error)."""
+
+
+class HeldCall:
+    """The next call of a moto backend method (SubmitJob, RunTask), as AWS might take it.
+
+    ``accept_first``: AWS does the work (the job exists) before it holds or fails the
+    answer — a worker killed now dies between the call and saving the id; otherwise AWS
+    holds the request itself. ``hold``: AWS answers only once the test releases it (or 30 s
+    have passed). ``fail_with``: AWS answers with this error instead (a 500 after the job
+    was accepted: the answer is lost, not the job). Later calls go through untouched.
+    """
+
+    def __init__(
+        self,
+        monkeypatch: Any,
+        owner: type,
+        method: str,
+        *,
+        accept_first: bool,
+        hold: bool = True,
+        fail_with: Exception | None = None,
+    ) -> None:
+        self.arrived, self.released = threading.Event(), threading.Event()
+        if not hold:
+            self.released.set()
+        self._taken = threading.Lock()  # acquired by the first call, never released
+        original = getattr(owner, method)
+
+        def held(backend: Any, *args: Any, **kwargs: Any) -> Any:
+            first = self._taken.acquire(blocking=False)
+            if first and not accept_first:
+                self._hold()
+            answer = original(backend, *args, **kwargs)
+            if first and accept_first:
+                self._hold()
+            if first and fail_with is not None:
+                raise fail_with
+            return answer
+
+        monkeypatch.setattr(owner, method, held)
+
+    def _hold(self) -> None:
+        self.arrived.set()
+        self.released.wait(timeout=30)
+
+    def wait(self) -> None:
+        assert self.arrived.wait(timeout=30), "the worker never made the call"
 
 
 @dataclass

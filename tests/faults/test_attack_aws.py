@@ -26,6 +26,7 @@ from jobs.orchestrator import advance_run, request_kill, trigger_run
 from jobs.submission import submit_task_run
 from jobs.supervision import poll_running, reconcile
 from tests.aws import REGION
+from tests.aws.world import HeldCall
 from tests.conftest import make_process
 from tests.faults.conftest import Network, deliver
 from tests.orchestrator.driving import attempts
@@ -481,17 +482,14 @@ def test_a_transient_error_after_batch_accepted_the_job_leaves_one_active_job(
     from moto.batch.exceptions import InternalFailure
 
     aws.batch_queue()
-    original = moto_batch.BatchBackend.submit_job
-    failed = []
-
-    def accepted_then_500(backend, *args, **kwargs):
-        answer = original(backend, *args, **kwargs)
-        if not failed:
-            failed.append(answer)
-            raise InternalFailure("We encountered an internal error. Please try again.")
-        return answer
-
-    monkeypatch.setattr(moto_batch.BatchBackend, "submit_job", accepted_then_500)
+    HeldCall(
+        monkeypatch,
+        moto_batch.BatchBackend,
+        "submit_job",
+        accept_first=True,
+        hold=False,
+        fail_with=InternalFailure("We encountered an internal error. Please try again."),
+    )
     run = trigger_run(make_process("after500", {"job": batch_task()}), Trigger.API)
     submit_ready(run)
     job = latest(run)
@@ -521,17 +519,14 @@ def test_recovery_after_a_crash_keeps_the_job_the_submit_kept(aws, network, monk
 
     settings.SUNDIAL_SUBMIT_STUCK_AFTER_S = 1
     aws.batch_queue()
-    original = moto_batch.BatchBackend.submit_job
-    failed = []
-
-    def accepted_then_500(backend, *args, **kwargs):
-        answer = original(backend, *args, **kwargs)
-        if not failed:
-            failed.append(answer)
-            raise InternalFailure("We encountered an internal error. Please try again.")
-        return answer
-
-    monkeypatch.setattr(moto_batch.BatchBackend, "submit_job", accepted_then_500)
+    HeldCall(
+        monkeypatch,
+        moto_batch.BatchBackend,
+        "submit_job",
+        accept_first=True,
+        hold=False,
+        fail_with=InternalFailure("We encountered an internal error. Please try again."),
+    )
     aws.crash_after("batch", "TerminateJob")
     run = trigger_run(make_process("crashkeep", {"job": batch_task()}), Trigger.API)
     pk = latest(run).pk

@@ -18,6 +18,7 @@ from jobs.orchestrator import request_kill, trigger_run
 from jobs.submission import submit_task_run
 from jobs.supervision import poll_running, reconcile
 from tests.aws import SimulatedCrash
+from tests.aws.world import HeldCall
 from tests.conftest import make_process
 from tests.faults.test_attack_aws import batch_task, deliver_all, ecs_task, latest
 from tests.orchestrator.driving import attempts
@@ -125,17 +126,14 @@ def test_a_lost_submit_answer_and_a_throttled_look_up_never_start_a_second_batch
     settings.SUNDIAL_AWS_MAX_ATTEMPTS = 1  # one try per call: each fault reaches Sundial
     aws_runtime.forget()
     aws.batch_queue()
-    original = moto_batch.BatchBackend.submit_job
-    failed = []
-
-    def accepted_then_500(backend, *args, **kwargs):
-        answer = original(backend, *args, **kwargs)
-        if not failed:
-            failed.append(answer)
-            raise InternalFailure("We encountered an internal error. Please try again.")
-        return answer
-
-    monkeypatch.setattr(moto_batch.BatchBackend, "submit_job", accepted_then_500)
+    HeldCall(
+        monkeypatch,
+        moto_batch.BatchBackend,
+        "submit_job",
+        accept_first=True,
+        hold=False,
+        fail_with=InternalFailure("We encountered an internal error. Please try again."),
+    )
     aws.throttle("batch", "ListJobs", 1)
     run = trigger_run(make_process("twice", {"job": batch_task()}), Trigger.API)
     pk = latest(run).pk

@@ -9,7 +9,6 @@ a storm of throttling on SubmitJob / RunTask / DescribeJobs, recovery racing a s
 from __future__ import annotations
 
 import signal
-import threading
 from collections.abc import Iterator
 
 import pytest
@@ -23,6 +22,7 @@ from jobs.models import ProcessRun, TaskRun, Trigger
 from jobs.orchestrator import request_kill, trigger_run
 from jobs.supervision import poll_running, reconcile
 from tests.aws import aws_environment
+from tests.aws.world import HeldCall
 from tests.conftest import make_process, purge_task_queue
 from tests.orchestrator.driving import attempts, wait_for
 from tests.workers import Worker, stop_task_processes
@@ -79,36 +79,6 @@ def finished(run: ProcessRun, timeout: float = 20) -> None:
     wait_for(done, timeout=timeout, interval=0.2)
 
 
-class Held:
-    """AWS holds the next call of a moto backend method until the test releases it.
-
-    ``accept_first``: the job or task exists before AWS holds the answer (a worker killed
-    now dies between the call and saving its id); otherwise AWS holds the request itself.
-    """
-
-    def __init__(self, monkeypatch, owner, method: str, *, accept_first: bool) -> None:
-        self.arrived, self.released = threading.Event(), threading.Event()
-        original = getattr(owner, method)
-
-        def held(backend, *args, **kwargs):
-            if not accept_first:
-                self._hold()
-            answer = original(backend, *args, **kwargs)
-            if accept_first:
-                self._hold()
-            return answer
-
-        monkeypatch.setattr(owner, method, held)
-
-    def _hold(self) -> None:
-        if not self.arrived.is_set():
-            self.arrived.set()
-            self.released.wait(timeout=30)
-
-    def wait(self) -> None:
-        assert self.arrived.wait(timeout=30), "the worker never made the call"
-
-
 class Throttled:
     """AWS answers the next ``times`` calls of a moto backend method with 400
     ThrottlingException (Rate exceeded), as it does under a storm of calls."""
@@ -138,7 +108,7 @@ def test_a_worker_killed_right_after_run_task_leaves_one_task_and_it_is_adopted(
     aws, worker, monkeypatch
 ):
     cluster = aws.ecs_cluster()
-    held = Held(monkeypatch, moto_ecs.EC2ContainerServiceBackend, "run_task", accept_first=True)
+    held = HeldCall(monkeypatch, moto_ecs.EC2ContainerServiceBackend, "run_task", accept_first=True)
     run = trigger_run(make_process("ecsonce", {"job": ecs_task(cluster)}), Trigger.API)
     held.wait()
     worker.signal(signal.SIGKILL)
@@ -167,7 +137,7 @@ def test_recovery_racing_a_slow_submit_that_then_completes_leaves_one_live_job(
     """AWS holds SubmitJob before accepting it; recovery finds no job and fails attempt 1 as
     lost; its retry runs. Then AWS accepts the held SubmitJob after all: that job belongs
     to an attempt that has ended and must be stopped at once."""
-    held = Held(monkeypatch, moto_batch.BatchBackend, "submit_job", accept_first=False)
+    held = HeldCall(monkeypatch, moto_batch.BatchBackend, "submit_job", accept_first=False)
     run = trigger_run(make_process("slow", {"job": {**BATCH, **RETRYING}}), Trigger.API)
     held.wait()
 
@@ -199,7 +169,7 @@ def test_recovery_racing_a_slow_submit_that_then_completes_leaves_one_live_job(
 def test_recovery_adopting_the_job_of_a_slow_submit_keeps_that_one_job(aws, worker, monkeypatch):
     """AWS accepted SubmitJob and holds its answer; recovery finds the job by name and
     adopts it; then the answer reaches the worker, which records the same job."""
-    held = Held(monkeypatch, moto_batch.BatchBackend, "submit_job", accept_first=True)
+    held = HeldCall(monkeypatch, moto_batch.BatchBackend, "submit_job", accept_first=True)
     run = trigger_run(make_process("adopt", {"job": BATCH}), Trigger.API)
     held.wait()
 
@@ -234,7 +204,7 @@ def test_a_kill_racing_run_task_has_the_ecs_task_stopped_and_the_run_killed(
     aws, worker, monkeypatch, accept_first
 ):
     cluster = aws.ecs_cluster()
-    held = Held(
+    held = HeldCall(
         monkeypatch, moto_ecs.EC2ContainerServiceBackend, "run_task", accept_first=accept_first
     )
     run = trigger_run(make_process("ekill", {"job": ecs_task(cluster)}), Trigger.API)
@@ -263,22 +233,17 @@ def test_a_kill_racing_a_submit_whose_answer_is_lost_still_terminates_the_batch_
     while a kill arrived meanwhile."""
     from moto.batch.exceptions import InternalFailure
 
-    original = moto_batch.BatchBackend.submit_job
-    arrived, released = threading.Event(), threading.Event()
-
-    def accepted_then_500(backend, *args, **kwargs):
-        answer = original(backend, *args, **kwargs)
-        if not arrived.is_set():
-            arrived.set()
-            released.wait(timeout=30)
-            raise InternalFailure("We encountered an internal error. Please try again.")
-        return answer
-
-    monkeypatch.setattr(moto_batch.BatchBackend, "submit_job", accepted_then_500)
+    held = HeldCall(
+        monkeypatch,
+        moto_batch.BatchBackend,
+        "submit_job",
+        accept_first=True,
+        fail_with=InternalFailure("We encountered an internal error. Please try again."),
+    )
     run = trigger_run(make_process("lost500", {"job": {**BATCH, **RETRYING}}), Trigger.API)
-    assert arrived.wait(timeout=30)
+    held.wait()
     assert request_kill(run.pk, reason="killed")
-    released.set()
+    held.released.set()
 
     def ended():
         """every job the submit started to be terminated, and the run to end killed"""
