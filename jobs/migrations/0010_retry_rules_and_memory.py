@@ -15,6 +15,7 @@ class Migration(migrations.Migration):
             name="oom_memory_factor",
             field=models.FloatField(
                 default=2,
+                verbose_name="memory factor after out of memory",
                 help_text="After an out-of-memory kill the retry asks for the memory times this (1 = the same memory). For executors with memory_mib (Batch, ECS).",
                 validators=[
                     django.core.validators.MinValueValidator(1),
@@ -29,6 +30,7 @@ class Migration(migrations.Migration):
                 blank=True,
                 help_text="The most memory, in MiB, a retry after an out-of-memory kill asks for. Empty: the most its executor allows.",
                 null=True,
+                verbose_name="memory cap after out of memory (MiB)",
             ),
         ),
         migrations.AddField(
