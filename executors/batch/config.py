@@ -13,6 +13,23 @@ RoleArn = Annotated[Text, AfterValidator(iam_role_arn)]
 # Applied when Sundial registers the job definition from an image and none are given.
 DEFAULT_VCPU = 1.0
 DEFAULT_MEMORY_MIB = 2048
+# The job's own container, when it runs with sidecars (and so gets a name).
+MAIN_CONTAINER = "main"
+# Container names, as ECS takes them.
+ContainerName = Annotated[NonEmptyText, Field(max_length=255, pattern=r"^[A-Za-z0-9_-]+$")]
+
+
+class Sidecar(Schema):
+    """A container that runs next to the job's own in its ECS task (a log shipper, a
+    metadata helper). Essential: the job ends when it exits; otherwise only the job's own
+    container decides."""
+
+    name: ContainerName
+    image: NonEmptyText
+    command: list[Text] = []  # empty: the image's own command
+    env: Env = {}
+    memory_mib: int = Field(256, ge=6, le=61440)
+    essential: bool = False
 
 
 class BatchConfig(Schema):
@@ -35,6 +52,7 @@ class BatchConfig(Schema):
     execution_role_arn: RoleArn | None = None  # Fargate: pulls the image, writes the log
     log_group: NonEmptyText | None = None  # None: Batch's own, /aws/batch/job
     tags: Tags = {}
+    sidecars: list[Sidecar] = []  # with an image only; the job's own container is "main"
     region: NonEmptyText | None = None  # None: SUNDIAL_AWS_REGION or the AWS default chain
 
     @model_validator(mode="after")
@@ -45,6 +63,13 @@ class BatchConfig(Schema):
             raise ValueError("log_group: set it in the job definition, or give an image")
         if self.disk_gib is not None and self.platform != "FARGATE":
             raise ValueError("disk_gib: ephemeral storage can only be set for FARGATE")
+        if self.sidecars and self.image is None:
+            raise ValueError("sidecars: give an image (a job definition of your own has its own)")
+        names = [sidecar.name for sidecar in self.sidecars]
+        if MAIN_CONTAINER in names:
+            raise ValueError(f'sidecars: "{MAIN_CONTAINER}" is the job\'s own container')
+        if len(set(names)) != len(names):
+            raise ValueError("sidecars: each needs a name of its own")
         if self.image is not None:
             self.vcpu = DEFAULT_VCPU if self.vcpu is None else self.vcpu
             self.memory_mib = DEFAULT_MEMORY_MIB if self.memory_mib is None else self.memory_mib

@@ -8,7 +8,9 @@ name at once, and any second job with that name is terminated.
 
 A task gives either an existing job definition or an image; for an image Sundial registers
 a job definition named after the process and task, reusing its latest revision when the
-container properties are unchanged. Resources (vCPU, memory, GPU) always go in as overrides,
+container properties are unchanged. With sidecars the definition is an ECS task of several
+containers (``ecsProperties``), the job's own named "main": it gets the overrides, and its
+exit code, reason and log are the job's. Resources (vCPU, memory, GPU) always go in as overrides,
 so a retry with more memory runs on the same revision. Sundial's retries are Sundial's: a
 registered definition tries once.
 
@@ -32,7 +34,7 @@ from executors.aws.groups import statuses_by_group
 from executors.aws.launch import definition_name, definition_tags, environment, tags
 from executors.aws.logs import read_stream
 from executors.base import ExecutorError, Launch, LogChunk, State, Status, Submission
-from executors.batch.config import BatchConfig
+from executors.batch.config import MAIN_CONTAINER, BatchConfig, Sidecar
 
 KIND = "batch"
 DESCRIBE_BATCH = 100  # DescribeJobs takes at most 100 ids
@@ -81,7 +83,7 @@ class BatchExecutor:
             "jobName": job_name(launch),
             "jobQueue": queue,
             "jobDefinition": self._definition(batch, config, launch),
-            "containerOverrides": _overrides(config, launch),
+            **_overrides(config, launch),
             "tags": tags(launch, config.tags),
             "propagateTags": True,  # onto the ECS task, for cost allocation
             # Sundial's retries are Sundial's, whatever a team's own job definition says.
@@ -205,12 +207,10 @@ class BatchExecutor:
         if config.job_definition is not None:
             return config.job_definition
         name = definition_name(launch, NAME_LIMIT)
-        properties = _container_properties(config)
+        properties = _job_properties(config)
         # Resources are overridden at every submit, so a change of them needs no new revision.
         compared = {
-            "containerProperties": {
-                k: v for k, v in properties.items() if k != "resourceRequirements"
-            },
+            **_job_properties(config, resources=False),
             "platformCapabilities": [config.platform],
         }
         return self._definitions.revision(
@@ -249,7 +249,7 @@ class BatchExecutor:
             registered = batch.register_job_definition(
                 jobDefinitionName=name,
                 type="container",
-                containerProperties=registrable(properties),
+                **registrable(properties),
                 platformCapabilities=[config.platform],
                 retryStrategy={"attempts": 1},
                 propagateTags=True,
@@ -278,13 +278,18 @@ def job_name(launch: Launch) -> str:
 
 
 def job_status(job: Mapping[str, Any]) -> Status:
-    """One DescribeJobs entry as a Status."""
+    """One DescribeJobs entry as a Status. The job's own container speaks for it; with
+    sidecars, one that failed is named in the reason, and a sidecar that can never start
+    (its image cannot be pulled) makes the failure permanent too. Only the job's own
+    container is out of memory: it alone gets more on a retry."""
     batch_state = job["status"]
     state = _STATES.get(batch_state, State.PENDING)
-    container = _container(job)
+    containers = _containers(job)
+    container = containers.pop(MAIN_CONTAINER, {})
     exit_code = container.get("exitCode")
     container_reason = container.get("reason", "")
-    reason = "; ".join(r for r in (job.get("statusReason", ""), container_reason) if r)
+    sidecars = [_sidecar_failure(name, sidecar) for name, sidecar in containers.items()]
+    reason = "; ".join(r for r in (job.get("statusReason", ""), container_reason, *sidecars) if r)
     if state == State.SUCCEEDED and exit_code is None:
         exit_code = 0
     failed = state == State.FAILED
@@ -297,25 +302,62 @@ def job_status(job: Mapping[str, Any]) -> Status:
         detail=WAITS.get(batch_state, batch_state) if state == State.PENDING else "",
         placement=_placement(job),
         out_of_memory=failed and failures.out_of_memory(exit_code, container_reason),
-        permanent=failed and failures.permanent(container_reason),
+        permanent=failed and failures.permanent(" ".join((container_reason, *sidecars))),
     )
 
 
+def _sidecar_failure(name: str, sidecar: Mapping[str, Any]) -> str:
+    """A sidecar's end in words, if it had a part in the job's: AWS gave a reason (its
+    image, its memory), or it was essential and failed. A non-essential one stopped with the
+    job after the job's own container ended is no part of why ("" then)."""
+    exit_code, why = sidecar.get("exitCode"), sidecar.get("reason", "")
+    failed = sidecar.get("essential", True) and exit_code not in (None, 0)
+    if not (why or failed):
+        return ""
+    said = f"exit code {exit_code}" if exit_code is not None else ""
+    return f"sidecar {name}: " + ", ".join(part for part in (said, why) if part)
+
+
 def _container(job: Mapping[str, Any]) -> dict[str, Any]:
-    """The job's container details, completed from its last attempt's (where AWS also puts
-    the exit code, reason and log stream)."""
-    container = dict(job.get("container") or {})
-    attempts = job.get("attempts") or []
-    if attempts:
-        for key, value in (attempts[-1].get("container") or {}).items():
-            container.setdefault(key, value)
-    return container
+    """The job's own container's details (see ``_containers``)."""
+    return _containers(job).get(MAIN_CONTAINER, {})
+
+
+def _containers(job: Mapping[str, Any]) -> dict[str, dict[str, Any]]:
+    """Each container's details by name ("main": the job's own, also when it is the only
+    one), completed from the job's last attempt's (where AWS also puts the exit codes,
+    reasons and log streams). A job with sidecars has them in ``ecsProperties`` and its
+    attempts in ``taskProperties``, instead of in ``container``."""
+    attempts = job.get("attempts") or [{}]
+    containers = _by_name(job)
+    for name, details in _by_name(attempts[-1]).items():
+        known = containers.setdefault(name, {})
+        for key, value in details.items():
+            known.setdefault(key, value)
+    return containers
+
+
+def _by_name(holder: Mapping[str, Any]) -> dict[str, dict[str, Any]]:
+    """The containers of a job or of an attempt, by name."""
+    if holder.get("container"):
+        return {MAIN_CONTAINER: dict(holder["container"])}
+    task = _task(holder.get("ecsProperties") or holder)
+    return {c.get("name", ""): dict(c) for c in task.get("containers") or []}
+
+
+def _task(holder: Mapping[str, Any]) -> Mapping[str, Any]:
+    """The ECS task of ``ecsProperties`` or of an attempt (Batch runs one per job)."""
+    tasks = holder.get("taskProperties") or [{}]
+    return tasks[0]
 
 
 def _placement(job: Mapping[str, Any]) -> str:
     if "FARGATE" in (job.get("platformCapabilities") or []):
         return "Fargate"
-    instance = _container(job).get("containerInstanceArn")
+    attempts = job.get("attempts") or [{}]
+    instance = _container(job).get("containerInstanceArn") or _task(attempts[-1]).get(
+        "containerInstanceArn"
+    )
     return "EC2" if instance else ""
 
 
@@ -338,31 +380,67 @@ def _parse(config: Mapping[str, Any]) -> BatchConfig:
         raise ExecutorError(f"invalid batch config: {exc}", permanent=True) from None
 
 
-def _container_properties(config: BatchConfig) -> dict[str, Any]:
-    """What the registered definition holds; resources go in at submit (see the module)."""
-    properties: dict[str, Any] = {
+def _job_properties(config: BatchConfig, *, resources: bool = True) -> dict[str, Any]:
+    """What the registered definition holds, as RegisterJobDefinition takes it: one
+    container's ``containerProperties``, or with sidecars ``ecsProperties`` (an ECS task
+    whose containers are the job's own, "main", and its sidecars). Both are made of the same
+    pieces; only where AWS wants them differs. ``resources=False``: without the main
+    container's resources, which go in at submit (see the module)."""
+    main: dict[str, Any] = {
         "image": config.image,
-        "resourceRequirements": _resource_requirements(config),
         "environment": environment(config.env),
         # None: unset, and compared as such (see definitions.holds).
         "command": list(config.command) or None,
-        "jobRoleArn": config.job_role_arn,
-        "executionRoleArn": config.execution_role_arn,
-        "logConfiguration": None,
+        "logConfiguration": _log_configuration(config),
     }
-    if config.log_group:
-        properties["logConfiguration"] = {
-            "logDriver": "awslogs",
-            "options": {"awslogs-group": config.log_group},
-        }
-    if config.platform == "FARGATE":
-        properties["fargatePlatformConfiguration"] = {"platformVersion": "LATEST"}
-        properties["networkConfiguration"] = {
+    if resources:
+        main["resourceRequirements"] = _resource_requirements(config)
+    # What the whole task gets: one container's properties hold it next to the container's.
+    task: dict[str, Any] = {"executionRoleArn": config.execution_role_arn}
+    fargate = config.platform == "FARGATE"
+    if fargate:
+        task["networkConfiguration"] = {
             "assignPublicIp": "ENABLED" if config.assign_public_ip else "DISABLED"
         }
         if config.disk_gib is not None:
-            properties["ephemeralStorage"] = {"sizeInGiB": config.disk_gib}
-    return properties
+            task["ephemeralStorage"] = {"sizeInGiB": config.disk_gib}
+    if not config.sidecars:
+        if fargate:
+            task["fargatePlatformConfiguration"] = {"platformVersion": "LATEST"}
+        return {"containerProperties": {**main, **task, "jobRoleArn": config.job_role_arn}}
+    if fargate:
+        task["platformVersion"] = "LATEST"
+    containers = [
+        {"name": MAIN_CONTAINER, "essential": True, **main},
+        *(_sidecar(sidecar, config) for sidecar in config.sidecars),
+    ]
+    return {
+        "ecsProperties": {
+            "taskProperties": [
+                {"containers": containers, **task, "taskRoleArn": config.job_role_arn}
+            ]
+        }
+    }
+
+
+def _sidecar(sidecar: Sidecar, config: BatchConfig) -> dict[str, Any]:
+    return {
+        "name": sidecar.name,
+        "essential": sidecar.essential,
+        "image": sidecar.image,
+        "environment": environment(sidecar.env),
+        "command": list(sidecar.command) or None,
+        # A sidecar's memory is its definition's: only the job's own is raised after an OOM.
+        "resourceRequirements": [{"type": "MEMORY", "value": str(sidecar.memory_mib)}],
+        # Its log goes where the job's does.
+        "logConfiguration": _log_configuration(config),
+    }
+
+
+def _log_configuration(config: BatchConfig) -> dict[str, Any] | None:
+    if not config.log_group:
+        return None
+    return {"logDriver": "awslogs", "options": {"awslogs-group": config.log_group}}
 
 
 def _resource_requirements(config: BatchConfig) -> list[dict[str, str]]:
@@ -371,14 +449,18 @@ def _resource_requirements(config: BatchConfig) -> list[dict[str, str]]:
 
 
 def _overrides(config: BatchConfig, launch: Launch) -> dict[str, Any]:
-    """Per attempt: the SUNDIAL_* variables, the resources and (for a job definition of the
-    team's own) the command and environment."""
+    """Per attempt, as SubmitJob takes them: the SUNDIAL_* variables, the resources and (for
+    a job definition of the team's own) the command and environment, for the job's container
+    (with sidecars: the one named "main")."""
     overrides: dict[str, Any] = {"environment": environment({**config.env, **launch.env})}
     if requirements := _resource_requirements(config):
         overrides["resourceRequirements"] = requirements
     if config.job_definition is not None and config.command:
         overrides["command"] = list(config.command)
-    return overrides
+    if not config.sidecars:
+        return {"containerOverrides": overrides}
+    main = {"name": MAIN_CONTAINER, **overrides}
+    return {"ecsPropertiesOverride": {"taskProperties": [{"containers": [main]}]}}
 
 
 def _resources(config: BatchConfig) -> dict[str, Any]:

@@ -3,6 +3,7 @@ would do on its own (moto records jobs but does not run them here: it would need
 
 from __future__ import annotations
 
+import copy
 import json
 import urllib.request
 from collections.abc import Iterator
@@ -12,6 +13,7 @@ from typing import Any
 
 import pytest
 from moto.batch import models as moto_batch
+from moto.batch.responses import BatchResponse
 from moto.moto_api import state_manager
 
 from jobs import sandbox
@@ -26,9 +28,93 @@ def jobs_wait_for_the_test(monkeypatch: pytest.MonkeyPatch, endpoint: str) -> It
     docker = json.dumps({"batch": {"use_docker": True}}).encode()
     urllib.request.urlopen(urllib.request.Request(f"{endpoint}/moto-api/config", docker, {}))
     monkeypatch.setattr(moto_batch.Job, "run", lambda job: None)
+    _take_ecs_properties(monkeypatch)
     state_manager.set_transition("batch::job", FOREVER)
     yield
     state_manager.unset_transition("batch::job")
+
+
+# ---- jobs of several containers (ecsProperties), which moto does not know ----
+
+_moto_register = BatchResponse.registerjobdefinition
+_moto_submit = BatchResponse.submitjob
+_moto_describe_definition = moto_batch.JobDefinition.describe
+_moto_describe_job = moto_batch.Job.describe
+
+
+def _take_ecs_properties(monkeypatch: pytest.MonkeyPatch) -> None:
+    """AWS registers a job definition of several containers (``ecsProperties``: one ECS
+    task), applies a submit's ``ecsPropertiesOverride`` to the containers it names, and
+    describes such a job by its containers (``ecsProperties``, and ``taskProperties`` in
+    each attempt) instead of by one ``container``. moto requires ``containerProperties``
+    and models a job on one container: it is given the first container (the job's own) as
+    that one, and shows it as that container when it describes the job."""
+    monkeypatch.setattr(BatchResponse, "registerjobdefinition", _register_ecs_properties)
+    monkeypatch.setattr(BatchResponse, "submitjob", _submit_ecs_override)
+    monkeypatch.setattr(moto_batch.JobDefinition, "describe", _definition_as_registered)
+    monkeypatch.setattr(moto_batch.Job, "describe", _job_by_its_containers)
+
+
+def _register_ecs_properties(response: Any) -> str:
+    request = json.loads(response.body)
+    ecs = request.pop("ecsProperties", None)
+    if ecs is None:
+        return str(_moto_register(response))
+    own = ecs["taskProperties"][0]["containers"][0]
+    stand_in = {"image": own["image"], "vcpus": 1, "memory": 2048}  # moto's, never shown
+    response.body = json.dumps({**request, "containerProperties": stand_in})
+    registered = _moto_register(response)
+    arn = json.loads(registered)["jobDefinitionArn"]
+    response.batch_backend.get_job_definition_by_arn(arn).ecs_properties = ecs
+    return str(registered)
+
+
+def _submit_ecs_override(response: Any) -> str:
+    submitted = _moto_submit(response)
+    job = response.batch_backend._jobs[json.loads(submitted)["jobId"]]
+    job.ecs_override = response._get_param("ecsPropertiesOverride") or {}
+    return str(submitted)
+
+
+def _definition_as_registered(definition: Any) -> dict[str, Any]:
+    described: dict[str, Any] = _moto_describe_definition(definition)
+    if (ecs := getattr(definition, "ecs_properties", None)) is not None:
+        del described["containerProperties"]
+        described["ecsProperties"] = ecs
+    return described
+
+
+def _job_by_its_containers(job: Any) -> dict[str, Any]:
+    described: dict[str, Any] = _moto_describe_job(job)
+    ecs = getattr(job.job_definition, "ecs_properties", None)
+    if ecs is None:
+        return described
+    own = described.pop("container")  # moto's one container: the job's own, the first
+    task = copy.deepcopy(ecs["taskProperties"][0])
+    overrides = getattr(job, "ecs_override", {}).get("taskProperties") or [{}]
+    by_name = {c["name"]: c for c in overrides[0].get("containers", [])}
+    for container in task["containers"]:
+        override = by_name.get(container.get("name"), {})
+        # AWS adds the overridden variables to the definition's, and replaces the rest.
+        env = {e["name"]: e["value"] for e in container.get("environment", [])}
+        env |= {e["name"]: e["value"] for e in override.get("environment", [])}
+        container.update(
+            {**override, "environment": [{"name": k, "value": v} for k, v in env.items()]}
+        )
+    if "logStreamName" in own:
+        task["containers"][0]["logStreamName"] = own["logStreamName"]
+    described["ecsProperties"] = {"taskProperties": [task]}
+    described["attempts"] = [_attempt_by_its_containers(a, task) for a in described["attempts"]]
+    return described
+
+
+def _attempt_by_its_containers(attempt: dict[str, Any], task: dict[str, Any]) -> dict[str, Any]:
+    own = attempt["container"]
+    first = {"name": task["containers"][0]["name"]}
+    first |= {k: own[k] for k in ("exitCode", "reason", "logStreamName") if own.get(k) is not None}
+    containers = [first, *({"name": c["name"]} for c in task["containers"][1:])]
+    ecs_task = {"containerInstanceArn": own.get("containerInstanceArn"), "containers": containers}
+    return {**{k: v for k, v in attempt.items() if k != "container"}, "taskProperties": [ecs_task]}
 
 
 class BatchWorld(World):

@@ -7,6 +7,7 @@ from dataclasses import replace
 import pytest
 
 from executors.base import ExecutorError, Launch, State
+from executors.batch.executor import job_status
 from executors.registry import executor_for
 from jobs import aws_runtime
 from tests.aws import SimulatedCrash
@@ -233,3 +234,213 @@ def test_without_a_region_batch_is_unavailable_with_the_reason(settings):
     assert raised.value.message == (
         "AWS Batch is unavailable: no AWS region: set AWS_REGION (or SUNDIAL_AWS_REGION)"
     )
+
+
+# ---- sidecars: a job of several containers (ecsProperties) ----
+
+SHIPPER = {"name": "shipper", "image": "fluent/fluent-bit:3", "env": {"OUT": "s3"}}
+ROLE = "arn:aws:iam::123456789012:role/etl"
+
+
+def sent_to(batch, operation: str) -> list[dict]:
+    """What Sundial sends AWS for ``operation`` from now on (looked at, not changed)."""
+    sent: list[dict] = []
+    batch.clients.client("batch").meta.events.register(
+        f"provide-client-params.batch.{operation}", lambda params, **_: sent.append(dict(params))
+    )
+    return sent
+
+
+def test_sidecars_run_next_to_the_job_in_one_ecs_task(aws, batch):
+    registered, submitted = sent_to(batch, "RegisterJobDefinition"), sent_to(batch, "SubmitJob")
+    sidecars = [SHIPPER, {"name": "meta", "image": "repo/meta:1", "essential": True}]
+    config = {
+        "sidecars": sidecars,
+        "memory_mib": 4096,
+        "platform": "FARGATE",
+        "disk_gib": 40,
+        "job_role_arn": ROLE,
+        "log_group": "/sundial/etl",
+    }
+    submission = batch.submit(launch(env={"MODE": "full"}, **config))
+
+    (definition,) = registered
+    assert "containerProperties" not in definition
+    (task,) = definition["ecsProperties"]["taskProperties"]
+    logs = {"logDriver": "awslogs", "options": {"awslogs-group": "/sundial/etl"}}
+    main, shipper, meta = task["containers"]
+    assert main == {
+        "name": "main",
+        "essential": True,
+        "image": "repo/etl:1",
+        "command": ["python", "etl.py"],
+        "environment": [{"name": "MODE", "value": "full"}],
+        "resourceRequirements": [
+            {"type": "VCPU", "value": "1"},
+            {"type": "MEMORY", "value": "4096"},
+        ],
+        "logConfiguration": logs,
+    }
+    assert shipper == {
+        "name": "shipper",
+        "essential": False,
+        "image": "fluent/fluent-bit:3",
+        "environment": [{"name": "OUT", "value": "s3"}],
+        "resourceRequirements": [{"type": "MEMORY", "value": "256"}],
+        "logConfiguration": logs,
+    }
+    assert (meta["name"], meta["essential"]) == ("meta", True)
+    assert {k: v for k, v in task.items() if k != "containers"} == {
+        "taskRoleArn": ROLE,
+        "platformVersion": "LATEST",
+        "networkConfiguration": {"assignPublicIp": "DISABLED"},
+        "ephemeralStorage": {"sizeInGiB": 40},
+    }
+    assert definition["platformCapabilities"] == ["FARGATE"]
+
+    (request,) = submitted
+    assert "containerOverrides" not in request
+    (override,) = request["ecsPropertiesOverride"]["taskProperties"][0]["containers"]
+    assert override["name"] == "main"
+    environment = {e["name"]: e["value"] for e in override["environment"]}
+    assert (environment["MODE"], environment["SUNDIAL_TOKEN"]) == ("full", "secret")
+    job = aws.describe_batch_job(submission.external_id)
+    assert [c["name"] for c in job["ecsProperties"]["taskProperties"][0]["containers"]] == [
+        "main",
+        "shipper",
+        "meta",
+    ]
+
+
+def test_with_sidecars_a_retry_with_more_memory_reuses_the_revision(aws, batch):
+    submitted = sent_to(batch, "SubmitJob")
+    batch.submit(launch(1, sidecars=[SHIPPER]))
+    batch.submit(launch(2, sidecars=[SHIPPER], memory_mib=6144))  # raised after an OOM
+    assert len(definitions(aws)) == 1
+    memory = [
+        r["value"]
+        for request in submitted
+        for r in request["ecsPropertiesOverride"]["taskProperties"][0]["containers"][0][
+            "resourceRequirements"
+        ]
+        if r["type"] == "MEMORY"
+    ]
+    assert memory == ["2048", "6144"], "the raised memory reaches the job's own container"
+
+    bigger = {**SHIPPER, "memory_mib": 512}  # a sidecar's memory is its definition's
+    batch.submit(launch(3, sidecars=[bigger]))
+    assert [d["revision"] for d in definitions(aws)] == [1, 2]
+    aws_runtime.forget()  # another worker finds the revision that fits
+    executor_for("batch").submit(launch(4, sidecars=[bigger], memory_mib=8192))
+    assert len(definitions(aws)) == 2
+    batch.submit(launch(5))  # without sidecars: one container again
+    assert "containerProperties" in definitions(aws)[-1]
+
+
+def test_a_job_with_sidecars_is_followed_and_logged_by_its_own_container(aws, batch):
+    arns = [batch.submit(launch(n, sidecars=[SHIPPER])).external_id for n in (1, 2)]
+    running, oom = arns
+    aws.run_batch_job(running, "extracting")
+    aws.run_batch_job(oom)
+    aws.finish_batch_job(
+        oom,
+        137,
+        status_reason="Essential container in task exited",
+        container_reason="OutOfMemoryError: Container killed due to memory usage",
+    )
+
+    found = batch.statuses(arns)
+
+    assert found[running].state == State.RUNNING
+    assert batch.read_logs(running, None).lines == ("extracting",)
+    assert (found[oom].state, found[oom].exit_code) == (State.FAILED, 137)
+    assert found[oom].out_of_memory and not found[oom].permanent
+
+
+def multi_container_job(main: dict, *sidecars: dict, status: str = "FAILED") -> dict:
+    """A DescribeJobs entry for a job with sidecars, as AWS gives it."""
+    names = [{"name": "main", "essential": True}, *({"name": s["name"]} for s in sidecars)]
+    return {
+        "jobId": "1",
+        "jobName": "sundial-7-1-extract-1-1",
+        "jobQueue": "sundial",
+        "jobDefinition": "sundial-nightly-extract:1",
+        "status": status,
+        "statusReason": "Essential container in task exited",
+        "startedAt": 1_700_000_000_000,
+        "stoppedAt": 1_700_000_060_000,
+        "platformCapabilities": ["EC2"],
+        "ecsProperties": {
+            "taskProperties": [
+                {
+                    "containerInstanceArn": "arn:aws:ecs:us-east-1:1:container-instance/c/1",
+                    "containers": [
+                        {**names[0], "logStreamName": "sundial-nightly-extract/default/1"},
+                        *(
+                            {**n, "essential": s.get("essential", False)}
+                            for n, s in zip(names[1:], sidecars, strict=True)
+                        ),
+                    ],
+                }
+            ]
+        },
+        "attempts": [
+            {
+                "startedAt": 1_700_000_000_000,
+                "stoppedAt": 1_700_000_060_000,
+                "taskProperties": [
+                    {
+                        "containerInstanceArn": "arn:aws:ecs:us-east-1:1:container-instance/c/1",
+                        "containers": [{"name": "main", **main}, *sidecars],
+                    }
+                ],
+            }
+        ],
+    }
+
+
+def test_a_multi_container_job_is_read_by_its_own_container():
+    oom = job_status(
+        multi_container_job(
+            {"exitCode": 137, "reason": "OutOfMemoryError: Container killed due to memory usage"},
+            {"name": "shipper", "exitCode": 143},  # stopped with the job: no part of why
+        )
+    )
+    assert (oom.state, oom.exit_code, oom.placement) == (State.FAILED, 137, "EC2")
+    assert oom.out_of_memory and not oom.permanent
+    assert oom.reason == (
+        "Essential container in task exited; OutOfMemoryError: Container killed due to memory usage"
+    )
+
+    sidecar_died = job_status(
+        multi_container_job(
+            {"exitCode": 143},
+            {"name": "meta", "essential": True, "exitCode": 1},
+        )
+    )
+    assert sidecar_died.exit_code == 143
+    assert "sidecar meta: exit code 1" in sidecar_died.reason
+    assert not sidecar_died.out_of_memory, "more memory for the job's own would not help"
+
+    sidecar_oom = job_status(
+        multi_container_job(
+            {"exitCode": 143},
+            {"name": "shipper", "exitCode": 137, "reason": "OutOfMemoryError: Container killed"},
+        )
+    )
+    assert not sidecar_oom.out_of_memory
+    assert "sidecar shipper: exit code 137, OutOfMemoryError" in sidecar_oom.reason
+
+    no_image = job_status(
+        multi_container_job(
+            {}, {"name": "shipper", "reason": "CannotPullContainerError: fluent-bit:3 not found"}
+        )
+    )
+    assert no_image.permanent, "a sidecar's image that cannot be pulled fails every try"
+
+    succeeded = job_status(
+        multi_container_job(
+            {"exitCode": 0}, {"name": "shipper", "exitCode": 143}, status="SUCCEEDED"
+        )
+    )
+    assert (succeeded.state, succeeded.exit_code, succeeded.reason) == (State.SUCCEEDED, 0, "")

@@ -84,6 +84,7 @@ def test_batch_defaults_and_limits():
         "execution_role_arn": None,
         "log_group": None,
         "tags": {},
+        "sidecars": [],
         "region": None,
     }
     base = {"image": "i", "job_queue": "q"}
@@ -119,6 +120,32 @@ def test_batch_fargate_only_settings():
     assert fargate["disk_gib"] == 50
     assert "platform: Input should be 'EC2' or 'FARGATE'" in _error(
         "batch", {"image": "i", "platform": "fargate"}
+    )
+
+
+def test_batch_sidecars_run_next_to_an_image():
+    shipper = {"name": "shipper", "image": "fluent/fluent-bit:3"}
+    config = validate_config("batch", {"image": "i", "sidecars": [shipper]})
+    assert config["sidecars"] == [
+        {**shipper, "command": [], "env": {}, "memory_mib": 256, "essential": False}
+    ]
+    assert _error("batch", {"job_definition": "etl:3", "sidecars": [shipper]}) == (
+        "sidecars: give an image (a job definition of your own has its own)"
+    )
+    assert _error("batch", {"image": "i", "sidecars": [{**shipper, "name": "main"}]}) == (
+        'sidecars: "main" is the job\'s own container'
+    )
+    assert _error("batch", {"image": "i", "sidecars": [shipper, shipper]}) == (
+        "sidecars: each needs a name of its own"
+    )
+    assert "sidecars.0.name: String should match pattern" in _error(
+        "batch", {"image": "i", "sidecars": [{**shipper, "name": "log shipper"}]}
+    )
+    assert "sidecars.0.memory_mib: Input should be greater than or equal to 6" in _error(
+        "batch", {"image": "i", "sidecars": [{**shipper, "memory_mib": 1}]}
+    )
+    assert "sidecars.0.image: Field required" in _error(
+        "batch", {"image": "i", "sidecars": [{"name": "shipper"}]}
     )
 
 
@@ -240,6 +267,17 @@ NUL_IN_TEXT = [
     ("batch", {**BATCH, "log_group": "a\0"}, "log_group"),
     ("batch", {**BATCH, "region": "a\0"}, "region"),
     ("batch", {**BATCH, "tags": {"team": "a\0"}}, "tags.team"),
+    ("batch", {**BATCH, "sidecars": [{"name": "s", "image": "a\0"}]}, "sidecars.0.image"),
+    (
+        "batch",
+        {**BATCH, "sidecars": [{"name": "s", "image": "i", "command": ["a\0"]}]},
+        "sidecars.0.command.0",
+    ),
+    (
+        "batch",
+        {**BATCH, "sidecars": [{"name": "s", "image": "i", "env": {"A": "a\0"}}]},
+        "sidecars.0.env.A",
+    ),
     ("ecs", {**ECS, "cluster": "a\0"}, "cluster"),
     ("ecs", {**ECS, "task_definition": "a\0"}, "task_definition"),
     ("ecs", {**ECS, "container": "a\0"}, "container"),
