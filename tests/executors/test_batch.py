@@ -358,8 +358,16 @@ def test_a_job_with_sidecars_is_followed_and_logged_by_its_own_container(aws, ba
 
 
 def multi_container_job(main: dict, *sidecars: dict, status: str = "FAILED") -> dict:
-    """A DescribeJobs entry for a job with sidecars, as AWS gives it."""
-    names = [{"name": "main", "essential": True}, *({"name": s["name"]} for s in sidecars)]
+    """A DescribeJobs entry for a job with sidecars, as AWS gives it: each sidecar's
+    ``essential`` in ``ecsProperties``, its end (exit code, reason) in the last attempt."""
+    instance = "arn:aws:ecs:us-east-1:1:container-instance/c/1"
+    stream = {"logStreamName": "sundial-nightly-extract/default/1"}
+    defined = [{"name": "main", "essential": True, **stream}] + [
+        {"name": s["name"], "essential": s.get("essential", False)} for s in sidecars
+    ]
+    ended = [{"name": "main", **stream, **main}] + [
+        {k: v for k, v in s.items() if k != "essential"} for s in sidecars
+    ]
     return {
         "jobId": "1",
         "jobName": "sundial-7-1-extract-1-1",
@@ -371,29 +379,13 @@ def multi_container_job(main: dict, *sidecars: dict, status: str = "FAILED") -> 
         "stoppedAt": 1_700_000_060_000,
         "platformCapabilities": ["EC2"],
         "ecsProperties": {
-            "taskProperties": [
-                {
-                    "containerInstanceArn": "arn:aws:ecs:us-east-1:1:container-instance/c/1",
-                    "containers": [
-                        {**names[0], "logStreamName": "sundial-nightly-extract/default/1"},
-                        *(
-                            {**n, "essential": s.get("essential", False)}
-                            for n, s in zip(names[1:], sidecars, strict=True)
-                        ),
-                    ],
-                }
-            ]
+            "taskProperties": [{"containerInstanceArn": instance, "containers": defined}]
         },
         "attempts": [
             {
                 "startedAt": 1_700_000_000_000,
                 "stoppedAt": 1_700_000_060_000,
-                "taskProperties": [
-                    {
-                        "containerInstanceArn": "arn:aws:ecs:us-east-1:1:container-instance/c/1",
-                        "containers": [{"name": "main", **main}, *sidecars],
-                    }
-                ],
+                "taskProperties": [{"containerInstanceArn": instance, "containers": ended}],
             }
         ],
     }
