@@ -28,6 +28,8 @@ class Sidecar(Schema):
     image: NonEmptyText
     command: list[Text] = []  # empty: the image's own command
     env: Env = {}
+    # AWS's own multi-container examples give every container both.
+    vcpu: float = Field(0.25, gt=0, le=256)
     memory_mib: int = Field(256, ge=6, le=61440)
     essential: bool = False
 

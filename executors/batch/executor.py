@@ -431,7 +431,10 @@ def _sidecar(sidecar: Sidecar, config: BatchConfig) -> dict[str, Any]:
         "environment": environment(sidecar.env),
         "command": list(sidecar.command) or None,
         # A sidecar's memory is its definition's: only the job's own is raised after an OOM.
-        "resourceRequirements": [{"type": "MEMORY", "value": str(sidecar.memory_mib)}],
+        "resourceRequirements": [
+            {"type": "VCPU", "value": f"{sidecar.vcpu:g}"},
+            {"type": "MEMORY", "value": str(sidecar.memory_mib)},
+        ],
         # Its log goes where the job's does.
         "logConfiguration": _log_configuration(config),
     }
@@ -464,10 +467,14 @@ def _overrides(config: BatchConfig, launch: Launch) -> dict[str, Any]:
 
 
 def _resources(config: BatchConfig) -> dict[str, Any]:
+    """What the job asks for in all: its own container's and its sidecars' (the run page
+    shows and prices the whole job)."""
     resources: dict[str, Any] = {"platform": config.platform}
-    for key in ("vcpu", "memory_mib", "disk_gib"):
+    for key in ("vcpu", "memory_mib"):
         if (value := getattr(config, key)) is not None:
-            resources[key] = value
+            resources[key] = value + sum(getattr(sidecar, key) for sidecar in config.sidecars)
+    if config.disk_gib is not None:
+        resources["disk_gib"] = config.disk_gib
     if config.gpu:
         resources["gpu"] = config.gpu
     return resources

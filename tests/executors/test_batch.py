@@ -263,6 +263,13 @@ def test_sidecars_run_next_to_the_job_in_one_ecs_task(aws, batch):
         "log_group": "/sundial/etl",
     }
     submission = batch.submit(launch(env={"MODE": "full"}, **config))
+    # The whole job is priced: its own container and both sidecars.
+    assert submission.resources == {
+        "platform": "FARGATE",
+        "vcpu": 1.5,
+        "memory_mib": 4096 + 256 + 256,
+        "disk_gib": 40,
+    }
 
     (definition,) = registered
     assert "containerProperties" not in definition
@@ -286,7 +293,10 @@ def test_sidecars_run_next_to_the_job_in_one_ecs_task(aws, batch):
         "essential": False,
         "image": "fluent/fluent-bit:3",
         "environment": [{"name": "OUT", "value": "s3"}],
-        "resourceRequirements": [{"type": "MEMORY", "value": "256"}],
+        "resourceRequirements": [
+            {"type": "VCPU", "value": "0.25"},
+            {"type": "MEMORY", "value": "256"},
+        ],
         "logConfiguration": logs,
     }
     assert (meta["name"], meta["essential"]) == ("meta", True)

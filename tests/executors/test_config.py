@@ -127,7 +127,7 @@ def test_batch_sidecars_run_next_to_an_image():
     shipper = {"name": "shipper", "image": "fluent/fluent-bit:3"}
     config = validate_config("batch", {"image": "i", "sidecars": [shipper]})
     assert config["sidecars"] == [
-        {**shipper, "command": [], "env": {}, "memory_mib": 256, "essential": False}
+        {**shipper, "command": [], "env": {}, "vcpu": 0.25, "memory_mib": 256, "essential": False}
     ]
     assert _error("batch", {"job_definition": "etl:3", "sidecars": [shipper]}) == (
         "sidecars: give an image (a job definition of your own has its own)"
