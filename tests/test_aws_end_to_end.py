@@ -171,3 +171,45 @@ def test_a_run_killed_while_its_batch_job_is_submitted_has_the_job_terminated(
     transform = attempt_of(run, "transform")
     assert transform.status == "killed"
     assert "run killed" in aws.describe_batch_job(transform.external_id)["statusReason"]
+
+
+def test_a_batch_job_killed_for_memory_is_retried_with_more_through_the_worker(aws, worker):
+    process = make_process(
+        "hungry",
+        {
+            "transform": {
+                **TRANSFORM,
+                "max_attempts": 2,
+                "retry_initial_delay_s": 0,
+                "retry_jitter": 0,
+                "oom_memory_factor": 2,
+            }
+        },
+    )
+    run = trigger_run(process, Trigger.API)
+    first = submitted(run, "transform")
+    aws.run_batch_job(first.external_id)
+    aws.finish_batch_job(
+        first.external_id,
+        137,
+        status_reason="Essential container in task exited",
+        container_reason="OutOfMemoryError: Container killed due to memory usage",
+    )
+    poll_running()
+
+    def retried():
+        """the worker to submit the retry"""
+        poll_running()  # (the retry's wake-up, had the sweep not come first)
+        attempt = attempt_of(run, "transform")
+        return attempt if attempt.number == 2 and attempt.external_id else None
+
+    second = wait_for(retried, timeout=30, interval=0.2)
+    first.refresh_from_db()
+    assert (first.status, first.out_of_memory) == ("failed", True)
+    assert second.memory_mib == 4096, "2048 MiB x 2 after running out of memory"
+    assert aws.asked_memory_mib(first.external_id) == 2048
+    assert aws.asked_memory_mib(second.external_id) == 4096, "the retry asked AWS for more"
+    aws.finish_batch_job(second.external_id, 0)
+    finished(run)
+    assert run.status == "succeeded"
+    assert attempts(run) == [("transform", 1, "failed"), ("transform", 2, "succeeded")]

@@ -136,6 +136,15 @@ class BatchWorld(World):
     def describe_batch_job(self, arn: str) -> dict[str, Any]:
         return self.client("batch").describe_jobs(jobs=[arn.rsplit("/", 1)[-1]])["jobs"][0]
 
+    def asked_memory_mib(self, arn: str) -> int:
+        """The memory a job was submitted with: its MEMORY override, else its definition's.
+        (AWS describes the job with it; moto leaves a resourceRequirements override out.)"""
+        job = self._job(arn)
+        for requirement in job.container_overrides.get("resourceRequirements", []):
+            if requirement["type"] == "MEMORY":
+                return int(requirement["value"])
+        return int(self.describe_batch_job(arn)["container"]["memory"])
+
     # ---- what AWS would do on its own ----
 
     def _job(self, arn: str) -> Any:
