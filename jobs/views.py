@@ -2,16 +2,18 @@
 
 from __future__ import annotations
 
-from dataclasses import dataclass
 from datetime import UTC, datetime
+from urllib.parse import urlencode
 
 from django.contrib.auth.decorators import login_required
 from django.db.models import Prefetch, QuerySet
 from django.http import HttpRequest, HttpResponse
 from django.shortcuts import get_object_or_404, render
+from django.utils import timezone
 from django.utils.html import format_html
 from django.utils.safestring import SafeString
 
+from jobs import dashboard
 from jobs.logs import read_log
 from jobs.models import ProcessDefinition, ProcessRun, ScheduleKind, TaskRun
 from jobs.schedule import ScheduleError, parse_timezone
@@ -66,37 +68,28 @@ def next_fire_text(process: ProcessDefinition) -> str:
     return local_and_utc(process.next_fire_at, process.timezone)
 
 
-@dataclass(frozen=True)
-class ProcessRow:
-    """One line of the home page."""
-
-    process: ProcessDefinition
-    latest_run: ProcessRun | None
-
-    @property
-    def schedule(self) -> str:
-        return schedule_summary(self.process)
-
-    @property
-    def next_fire(self) -> str:
-        return next_fire_text(self.process)
-
-    @property
-    def status(self) -> str:
-        return badge(self.latest_run.status) if self.latest_run else ""
-
-
-def home_rows() -> list[ProcessRow]:
-    """Every process that is not archived, with its latest run, in two queries."""
-    processes = with_latest_run(ProcessDefinition.objects.filter(archived=False))
-    return [ProcessRow(process, latest_run(process)) for process in processes]
-
-
 @login_required
 def home(request: HttpRequest) -> HttpResponse:
-    # The page polls itself for just its table (HTMX); the full page renders the same partial.
-    template = "jobs/partials/process_table.html" if request.htmx else "jobs/home.html"
-    return render(request, template, {"rows": home_rows()})
+    """The dashboard. It polls itself for its board (HTMX) with the marker it was drawn at,
+    and gets nothing back (204) while nothing it shows has changed."""
+    filters = dashboard.Filters.from_query(request.GET.dict())
+    marker = dashboard.marker()
+    if request.htmx and request.GET.get("since") == marker:
+        return HttpResponse(status=204)
+    now = timezone.now()
+    shown = dashboard.cards(filters, now)
+    asked = {k: v for k, v in request.GET.items() if k in ("q", "owner", "status") and v}
+    context = {
+        "cards": [(card, next_fire_text(card.process)) for card in shown],
+        "counts": dashboard.counts(shown),
+        "filters": filters,
+        "owners": dashboard.owners(),
+        "status_choices": dashboard.STATUS_CHOICES,
+        "refresh_url": f"{request.path}?{urlencode({**asked, 'since': marker})}",
+        "spark": {"width": dashboard.SPARK_WIDTH, "height": dashboard.SPARK_HEIGHT},
+    }
+    template = "jobs/partials/board.html" if request.htmx else "jobs/dashboard.html"
+    return render(request, template, context)
 
 
 @login_required

@@ -1,4 +1,6 @@
-"""What a person sees: the home table updating itself, and the admin naming bad input."""
+"""What a person sees: the dashboard updating itself, and the admin naming bad input."""
+
+from pathlib import Path
 
 import pytest
 
@@ -9,15 +11,21 @@ from tests.orchestrator.driving import drive
 
 pytestmark = [pytest.mark.django_db(transaction=True), pytest.mark.browser]
 
+# Screenshots of the pages, for a person to look at after a run (not committed).
+SCREENSHOTS = Path(__file__).resolve().parents[2] / "var" / "screenshots"
+SCREENSHOTS.mkdir(parents=True, exist_ok=True)
 
-def test_the_home_table_shows_a_finished_run_without_a_page_reload(page):
-    process = make_process("watched")
+
+def test_the_dashboard_turns_red_when_a_run_fails_without_a_page_reload(page):
+    process = make_process("watched", {"only": {"config": {"command": ["false"]}}})
     page.goto("/")
-    assert page.locator("#processes").inner_text().count("never run") == 1
+    assert page.locator("#board").inner_text().count("never run") == 1
     page.evaluate("window.sameDocument = true")
     drive(trigger_run(process, Trigger.MANUAL))
-    page.wait_for_selector("#processes .badge-succeeded", timeout=15_000)
-    assert page.evaluate("window.sameDocument === true"), "HTMX swapped the table in place"
+    page.wait_for_selector("#board .square.failed", timeout=15_000)
+    page.wait_for_selector("#board .light.red")
+    assert page.evaluate("window.sameDocument === true"), "HTMX swapped the board in place"
+    page.screenshot(path=str(SCREENSHOTS / "dashboard.png"), full_page=True)
 
 
 def test_the_admin_names_what_is_wrong_with_a_process(page):
