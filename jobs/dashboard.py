@@ -152,6 +152,8 @@ def cards(filters: Filters, now: datetime) -> list[ProcessCard]:
         _card(process, sorted(running[process.pk], key=lambda r: r.pk), now)
         for process in processes
     ]
+    # Failing processes first, where they are seen without scrolling; the rest by name.
+    made.sort(key=lambda card: card.colour != "red")
     if filters.colour == "running":
         return [card for card in made if card.running]
     if filters.colour:

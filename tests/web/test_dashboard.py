@@ -16,6 +16,7 @@ from tests.conftest import make_process
 
 pytestmark = pytest.mark.django_db
 
+
 def run(process, status: str, minutes: float = 2, *, ago_h: float = 1, trigger="schedule"):
     started = timezone.now() - timedelta(hours=ago_h)
     finished = started + timedelta(minutes=minutes) if status not in ("running", "queued") else None
@@ -148,3 +149,11 @@ def test_the_dashboard_costs_the_same_queries_for_few_or_many(
     with django_assert_max_num_queries(len(few)):
         html = board(admin_client)
     assert html.count('class="process green is-running"') == 30
+
+
+def test_failing_processes_come_first_the_rest_by_name(admin_client):
+    for name, status in (("alpha", "succeeded"), ("beta", "failed"), ("gamma", "succeeded")):
+        run(make_process(name), status)
+    html = board(admin_client)
+    order = re.findall(r'<tr class="process[^"]*">.*?>(\w+)</a>', html, flags=re.S)
+    assert order == ["beta", "alpha", "gamma"]
