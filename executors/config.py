@@ -8,8 +8,10 @@ problem with its field path, because the Django admin shows it verbatim.
 
 from __future__ import annotations
 
+import difflib
 from collections.abc import Mapping
 from functools import cache
+from typing import Any, get_args
 
 from pydantic import BaseModel, ValidationError
 from pydantic.fields import FieldInfo
@@ -21,13 +23,39 @@ class ConfigError(ValueError):
     """The config does not fit its schema; the message lists every problem with its path."""
 
 
-def _describe(exc: ValidationError) -> str:
+def _models_in(annotation: Any) -> list[type[BaseModel]]:
+    """The pydantic models a field's type holds (``list[Sidecar] | None`` holds Sidecar)."""
+    if isinstance(annotation, type) and issubclass(annotation, BaseModel):
+        return [annotation]
+    return [model for arg in get_args(annotation) for model in _models_in(arg)]
+
+
+def _field_names_at(schema: type[BaseModel], loc: tuple[int | str, ...]) -> set[str]:
+    """The field names the schema allows where ``loc`` points (a nested model's own)."""
+    models = [schema]
+    for part in loc:
+        if isinstance(part, str) and part != "[key]":
+            models = [
+                inner
+                for model in models
+                if part in model.model_fields
+                for inner in _models_in(model.model_fields[part].annotation)
+            ]
+    return {name for model in models for name in model.model_fields}
+
+
+def _describe(exc: ValidationError, schema: type[BaseModel]) -> str:
     problems = []
     for err in exc.errors():
         # A dict key error ends in "[key]"; the key itself already names the place.
         path = ".".join(str(part) for part in err["loc"] if part != "[key]")
         # Our own ValueErrors read better without pydantic's "Value error, " prefix.
         msg = str(err["ctx"]["error"]) if err["type"] == "value_error" else err["msg"]
+        if err["type"] == "extra_forbidden":
+            # A misspelt key ("shel") is told the name it was probably meant to have.
+            names = _field_names_at(schema, err["loc"][:-1])
+            close = difflib.get_close_matches(str(err["loc"][-1]), sorted(names), n=1)
+            msg = f"{msg} (did you mean '{close[0]}'?)" if close else msg
         problems.append(f"{path}: {msg}" if path else msg)
     return "; ".join(problems)
 
@@ -43,7 +71,7 @@ def parse_config(kind: str, raw: object) -> BaseModel:
     try:
         return schema.model_validate(dict(raw))
     except ValidationError as exc:
-        raise ConfigError(_describe(exc)) from None
+        raise ConfigError(_describe(exc, schema)) from None
 
 
 def validate_config(kind: str, raw: object) -> dict:

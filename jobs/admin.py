@@ -6,6 +6,8 @@ which is the audit trail of who did what.
 
 from __future__ import annotations
 
+import json
+
 from django.contrib import admin, messages
 from django.contrib.admin.utils import flatten_fieldsets
 from django.contrib.auth.admin import UserAdmin
@@ -17,7 +19,7 @@ from django.template.loader import render_to_string
 from django.template.response import TemplateResponse
 from django.urls import path, reverse
 from django.utils import timezone
-from django.utils.html import format_html
+from django.utils.html import format_html, format_html_join
 
 from jobs import describe
 from jobs.cron import reschedule
@@ -28,6 +30,7 @@ from jobs.models import (
     ProcessRun,
     ScheduleKind,
     TaskDefinition,
+    TaskMetadata,
     TaskRun,
     Trigger,
     User,
@@ -89,10 +92,9 @@ class ProcessDefinitionAdmin(admin.ModelAdmin):
         "name",
         "schedule",
         "next_fire",
-        "paused",
-        "critical",
-        "archived",
+        "state",
         "latest_run_status",
+        "runs",
     ]
     list_filter = ["paused", "critical", "archived", "schedule_kind"]
     search_fields = ["name", "description", "owner"]
@@ -132,6 +134,26 @@ class ProcessDefinitionAdmin(admin.ModelAdmin):
     @admin.display(description="Next fire time", ordering="next_fire_at")
     def next_fire(self, process: ProcessDefinition) -> str:
         return next_fire_text(process)
+
+    @admin.display(description="State")
+    def state(self, process: ProcessDefinition) -> str:
+        """ "paused", "archived", "critical" as neutral labels; nothing for a plain process
+        (Django's boolean icons would show a healthy process as three red crosses)."""
+        marks = [
+            ("paused", process.paused),
+            ("archived", process.archived),
+            ("critical", process.critical),
+        ]
+        return format_html_join(
+            " ",
+            '<span class="badge badge-{}">{}</span>',
+            ((mark, mark) for mark, on in marks if on),
+        )
+
+    @admin.display(description="Runs")
+    def runs(self, process: ProcessDefinition) -> str:
+        url = reverse("admin:jobs_processrun_changelist")
+        return format_html('<a href="{}?definition__id__exact={}">runs</a>', url, process.pk)
 
     @admin.display(description="Latest run")
     def latest_run_status(self, process: ProcessDefinition) -> str:
@@ -264,8 +286,10 @@ class ProcessRunAdmin(admin.ModelAdmin):
         "scheduled_for",
         "started_at",
         "finished_at",
+        "duration",
     ]
-    list_filter = ["status", "trigger", "definition"]
+    list_filter = ["definition", "status", "trigger", ("started_at", admin.DateFieldListFilter)]
+    date_hierarchy = "created_at"
     list_select_related = ["definition", "triggered_by"]
     fieldsets = [
         (
@@ -284,6 +308,7 @@ class ProcessRunAdmin(admin.ModelAdmin):
             },
         ),
         ("Attempts", {"fields": ["attempts"]}),
+        ("Task metadata", {"fields": ["task_metadata"]}),
         ("Events", {"fields": ["events"]}),
         ("Snapshot", {"classes": ["collapse"], "fields": ["snapshot"]}),
     ]
@@ -317,6 +342,28 @@ class ProcessRunAdmin(admin.ModelAdmin):
     @admin.display(description="Status", ordering="status")
     def status_badge(self, run: ProcessRun) -> str:
         return badge(run.status)
+
+    @admin.display(description="Duration")
+    def duration(self, run: ProcessRun) -> str:
+        """How long the run took, or has taken so far."""
+        end = run.finished_at or (timezone.now() if run.started_at else None)
+        return describe.span(run.started_at, end)
+
+    @admin.display(description="Task metadata")
+    def task_metadata(self, run: ProcessRun) -> str:
+        """What the run's tasks reported through the API: each task's latest value of each
+        key (a later attempt's report replaces an earlier one's), in one query."""
+        reported = (
+            TaskMetadata.objects.filter(task_run__run=run)
+            .order_by("task_run_id", "reported_at")
+            .values_list("task_run__task_name", "key", "value", "reported_at")
+        )
+        latest = {(task, key): (value, at) for task, key, value, at in reported}
+        rows = [
+            (task, key, value if isinstance(value, str) else json.dumps(value), at)
+            for (task, key), (value, at) in sorted(latest.items())
+        ]
+        return render_to_string("admin/jobs/processrun/metadata.html", {"rows": rows})
 
     @admin.display(description="Attempts")
     def attempts(self, run: ProcessRun) -> str:

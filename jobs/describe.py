@@ -4,7 +4,7 @@ why a remote job still waits (and for how long), and what it probably cost."""
 from __future__ import annotations
 
 from collections.abc import Iterable
-from datetime import datetime
+from datetime import datetime, timedelta
 
 from django.conf import settings
 from django.utils.timesince import timesince
@@ -64,3 +64,18 @@ def usd(amount: float | None) -> str:
     if 0 < amount < 0.0001:
         return "< $0.0001"
     return f"${amount:.4f}" if amount < 1 else f"${amount:,.2f}"
+
+
+def span(start: datetime | None, end: datetime | None) -> str:
+    """How long from ``start`` to ``end``: "45s", "3m 07s", "2h 05m", "3d 4h"; "—" if either
+    is missing (a run not started)."""
+    if start is None or end is None:
+        return "—"
+    seconds = max(0, int((end - start) / timedelta(seconds=1)))
+    if seconds < 60:
+        return f"{seconds}s"
+    if seconds < 3600:
+        return f"{seconds // 60}m {seconds % 60:02d}s"
+    if seconds < 86400:
+        return f"{seconds // 3600}h {seconds % 3600 // 60:02d}m"
+    return f"{seconds // 86400}d {seconds % 86400 // 3600}h"

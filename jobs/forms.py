@@ -113,6 +113,15 @@ class JsonTextField(forms.JSONField):
 
 class ConfigField(JsonTextField):
     json_name = "config"
+    # An empty config ({} or nothing) is checked against its executor's schema like any
+    # other, so the answer says what is missing ("exactly one of command or shell is
+    # required"), not Django's "This field is required".
+    empty_values = [None, "", [], ()]
+
+    def to_python(self, value):
+        if value is None or (isinstance(value, str) and not value.strip()):
+            return {}
+        return super().to_python(value)
 
 
 class RetryRulesField(JsonTextField):

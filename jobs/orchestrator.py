@@ -16,6 +16,7 @@ reverse order.
 from __future__ import annotations
 
 import logging
+import re
 from collections import defaultdict
 from collections.abc import Sequence
 from dataclasses import dataclass, replace
@@ -364,8 +365,18 @@ def _apply(run: ProcessRun, action: engine.Action, now: datetime, events: list[T
         case engine.FinishRun(status=status, reason=reason):
             if not _finish_run(run, status, reason, now):
                 return False
-            events.append(TaskEvent(run=run, kind="finished", message=f"{status}: {reason}"))
+            events.append(
+                TaskEvent(run=run, kind="finished", message=finished_message(status, reason))
+            )
     return True
+
+
+def finished_message(status: RunStatus, reason: str) -> str:
+    """A run's "finished" event: its status, then its reason, unless the reason already says
+    it ("failed: publish", "killed by admin", "all tasks succeeded")."""
+    if re.search(rf"\b{re.escape(status)}\b", reason):
+        return reason
+    return f"{status}: {reason}" if reason else str(status)
 
 
 def request_stop(attempt_id: int, outcome: AttemptStatus, reason: str, now: datetime) -> bool:
@@ -429,7 +440,11 @@ def request_kill(run_id: int, *, user: User | None = None, reason: str = "killed
                         TaskEvent(run=run, task_run_id=pk, kind="cancelled", message=reason)
                         for pk in pending
                     ),
-                    TaskEvent(run=run, kind="finished", message=f"{RunStatus.KILLED}: {reason}"),
+                    TaskEvent(
+                        run=run,
+                        kind="finished",
+                        message=finished_message(RunStatus.KILLED, reason),
+                    ),
                 ]
             )
         advance_run(run_id, now)
