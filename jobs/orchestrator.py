@@ -38,7 +38,15 @@ from jobs.engine import (
     OverlapPolicy,
     RunStatus,
 )
-from jobs.models import ProcessDefinition, ProcessRun, ScheduleKind, TaskEvent, TaskRun, User
+from jobs.models import (
+    ProcessDefinition,
+    ProcessRun,
+    ScheduleKind,
+    TaskEvent,
+    TaskRun,
+    Trigger,
+    User,
+)
 from jobs.schedule import next_continuous
 from jobs.snapshot import (
     StoredAttempt,
@@ -513,6 +521,30 @@ def retry_failed_tasks(run_id: int, *, user: User | None = None) -> list[str]:
         else:
             _start_next_queued(definition)
     return names
+
+
+def rerun_on_current_definition(run_id: int, *, user: User | None = None) -> ProcessRun:
+    """A new run, of the process as it is now, for a finished run's failed tasks and
+    everything downstream of them: how a fix made in the admin after the failure is picked
+    up (``retry_failed_tasks`` reruns the run's frozen definition). The tasks that
+    succeeded count as done; tasks removed from the process since are left out.
+    """
+    run = ProcessRun.objects.select_related("definition").get(pk=run_id)
+    if run.status not in (RunStatus.FAILED, RunStatus.KILLED):
+        raise TriggerError(
+            f"run {run.pk} is {run.status}; only failed or killed runs can be retried"
+        )
+    state = run_state(run, [stored.attempt for stored in load_attempts(run)])
+    wanted = engine.rerun_tasks(state) if state.attempts else [t.name for t in state.tasks]
+    current = set(run.definition.tasks.values_list("name", flat=True))
+    kept = [name for name in wanted if name in current]
+    if not kept:
+        raise TriggerError(
+            f"none of the tasks to retry ({', '.join(wanted)}) is in the process any more"
+        )
+    return trigger_run(
+        run.definition, Trigger.MANUAL, user=user, parameters=run.parameters, only=kept
+    )
 
 
 # ---- attempts reporting back ----

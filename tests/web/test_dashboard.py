@@ -74,7 +74,7 @@ def test_the_last_20_runs_oldest_first_each_linking_its_run(admin_client):
     process = make_process("busy")
     runs = [run(process, "succeeded", ago_h=30 - i) for i in range(25)]
     row = row_of(board(admin_client), "busy")
-    links = re.findall(r'href="/admin/jobs/processrun/(\d+)/change/"', row)
+    links = re.findall(r'href="/runs/(\d+)/"', row)
     assert [int(pk) for pk in links] == [r.pk for r in runs[5:]]
     assert f'title="run {runs[-1].pk} · succeeded · schedule · ' in row
     assert "<polyline points=" in row, "a sparkline of the durations"
