@@ -20,7 +20,7 @@ from django.urls import reverse
 from django.utils import timezone
 from django.views.decorators.http import require_POST
 
-from jobs import describe
+from jobs import dag, describe
 from jobs.dashboard import duration, short
 from jobs.engine import ACTIVE_ATTEMPT, FINAL_RUN, RunStatus, waiting_reasons
 from jobs.models import ProcessRun, TaskMetadata, TaskRun
@@ -93,7 +93,10 @@ def _context(request: HttpRequest, run: ProcessRun) -> dict:
     attempts = list(run.task_runs.all())
     metadata = TaskMetadata.objects.filter(task_run__run=run).select_related("task_run")
     estimate = describe.run_cost(attempts)
+    tasks, edges = dag.graph_from_snapshot(run.snapshot)
+    latest = {a.task_name: a for a in attempts}  # creation order: the last one wins
     return {
+        "dag": dag.render_dag(tasks, edges, {name: a.status for name, a in latest.items()}),
         "run": run,
         "status": badge(run.status),
         "lines": _lines(run, attempts, now),

@@ -40,6 +40,7 @@ def test_attempts_in_the_order_they_started_with_how_they_ended(admin_client):
     assert tasks == ["extract", "load"]
     assert "exit code 1" in html and "failed: load" in html
     assert 'class="badge badge-failed"' in html
+    assert '<svg class="dag"' in html, "the DAG, coloured by each task's latest attempt"
     assert reverse("task-run-log", args=[run.task_runs.get(task_name="load").pk]) in html
 
 
