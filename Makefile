@@ -13,8 +13,9 @@ $(STAMP): requirements.lock
 	rm -f $(VENV)/.installed-*
 	touch $@
 
+# ADDR=host:port moves the web server (default 127.0.0.1:8000).
 run: $(STAMP)
-	$(BIN)/python manage.py run
+	$(BIN)/python manage.py run $(if $(ADDR),--addr $(ADDR))
 
 test: $(STAMP)
 	$(BIN)/pytest -n 2 --dist loadfile

@@ -200,9 +200,14 @@ LOGGING = {
     "root": {"handlers": ["console"], "level": env_str("LOG_LEVEL", "INFO") or "INFO"},
     # A line per Celery task (a tick every second) would bury what matters.
     "loggers": {
-        name: {"level": "WARNING"}
-        # boto3 says where it found credentials and endpoints on every new client.
-        for name in ("celery.app.trace", "celery.worker.strategy", "celery.beat", "botocore")
+        **{
+            name: {"level": "WARNING"}
+            # boto3 says where it found credentials and endpoints on every new client.
+            for name in ("celery.app.trace", "celery.worker.strategy", "celery.beat", "botocore")
+        },
+        # runserver's access log: a line per page, stylesheet and icon. At WARNING it still
+        # shows 4xx and 5xx. Its own handler (Django's default) is replaced, so name ours.
+        "django.server": {"level": "WARNING", "handlers": ["console"], "propagate": False},
     },
 }
 # Celery logs through the configuration above instead of replacing it.

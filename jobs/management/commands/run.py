@@ -2,19 +2,22 @@
 
 from __future__ import annotations
 
+import errno
 import secrets
 import signal
+import socket
 import subprocess
 import sys
 import time
 
 from django.conf import settings
 from django.core.management import call_command
-from django.core.management.base import BaseCommand
+from django.core.management.base import BaseCommand, CommandError
 
 from jobs.models import User
 
 ADMIN = "admin"
+DEFAULT_ADDR = "127.0.0.1:8000"
 SHUTDOWN_MARGIN_S = 15.0
 
 
@@ -22,10 +25,12 @@ class Command(BaseCommand):
     help = "Run Sundial in one terminal: web, Celery worker and beat. Ctrl-C stops all three."
 
     def add_arguments(self, parser):
-        parser.add_argument("--addr", default="127.0.0.1:8000", help="where the web server listens")
+        parser.add_argument("--addr", default=DEFAULT_ADDR, help="where the web server listens")
         parser.add_argument("--no-demo", action="store_true", help="do not create the demo process")
 
     def handle(self, *args, addr: str, no_demo: bool, **options):
+        # First, so a second `make run` touches nothing and says what to do.
+        check_free(addr)
         for folder in (settings.VAR_DIR, settings.SUNDIAL_LOG_DIR):
             folder.mkdir(parents=True, exist_ok=True)
         if settings.CELERY_BROKER_URL == "filesystem://":
@@ -59,13 +64,17 @@ class Command(BaseCommand):
             "worker": [*celery, "worker", "--pool", "threads", "--concurrency", "8", "-l", "info"],
             "beat": [*celery, "beat", "-l", "info", "--scheduler", settings.CELERY_BEAT_SCHEDULER],
         }
+        # runserver's banner repeats the address printed below; its errors go to stderr.
+        quiet = {"web": subprocess.DEVNULL}
         children = {
-            name: subprocess.Popen(cmd, cwd=settings.BASE_DIR) for name, cmd in commands.items()
+            name: subprocess.Popen(cmd, cwd=settings.BASE_DIR, stdout=quiet.get(name))
+            for name, cmd in commands.items()
         }
         self.stdout.write(
             self.style.SUCCESS(f"Sundial is running: http://{addr}/  (Ctrl-C stops it)")
         )
         stopping = False
+        failed = False
 
         def stop(signum, frame):
             nonlocal stopping
@@ -76,11 +85,11 @@ class Command(BaseCommand):
         try:
             while not stopping:
                 for name, child in children.items():
-                    if child.poll() is not None:
+                    if not stopping and child.poll() is not None:
                         self.stderr.write(
                             f"{name} stopped with exit code {child.returncode}; stopping all"
                         )
-                        stopping = True
+                        stopping = failed = True
                 time.sleep(0.5)
         finally:
             for child in children.values():
@@ -100,3 +109,30 @@ class Command(BaseCommand):
                     self.stderr.write(f"{name} did not stop in time; killing it")
                     child.kill()
                     child.wait()
+        if failed:
+            sys.exit(1)
+
+
+def check_free(addr: str) -> None:
+    """Raise CommandError, saying what to do instead, unless the web server can listen on addr
+    (runserver's forms: "8000", "127.0.0.1:8000", "[::1]:8000")."""
+    given_host, _, port = addr.rpartition(":")
+    if not port.isdigit():
+        raise CommandError(f"--addr {addr!r} is not host:port (e.g. {DEFAULT_ADDR})")
+    host = given_host.strip("[]") or DEFAULT_ADDR.partition(":")[0]
+    try:
+        family, kind, proto, _, sockaddr = socket.getaddrinfo(
+            host, int(port), type=socket.SOCK_STREAM
+        )[0]
+        with socket.socket(family, kind, proto) as sock:
+            # As runserver does: a port left in TIME_WAIT by a stopped server is free.
+            sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+            sock.bind(sockaddr)
+    except OSError as exc:
+        if exc.errno != errno.EADDRINUSE:
+            raise CommandError(f"cannot listen on {addr}: {exc}") from exc
+        spare = f"{given_host or host}:{int(port) + 1}"
+        raise CommandError(
+            f"port {port} on {host} is in use (another Sundial?); "
+            f"stop it, or run: make run ADDR={spare}"
+        ) from exc
