@@ -116,7 +116,7 @@ class ConfigField(JsonTextField):
     # An empty config ({} or nothing) is checked against its executor's schema like any
     # other, so the answer says what is missing ("exactly one of command or shell is
     # required"), not Django's "This field is required".
-    empty_values = [None, "", [], ()]
+    empty_values: list[object] = [None, "", [], ()]
 
     def to_python(self, value):
         if value is None or (isinstance(value, str) and not value.strip()):
