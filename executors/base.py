@@ -89,6 +89,8 @@ class Status:
 class LogChunk:
     lines: tuple[str, ...]
     next_cursor: str  # opaque; pass it back to read on from here
+    # The last line goes on after the cursor: a piece of a line too long for one chunk.
+    partial: bool = False
 
 
 class Executor(Protocol):

@@ -25,6 +25,7 @@ import threading
 import time
 from collections import defaultdict
 from collections.abc import Callable, Sequence
+from pathlib import Path
 
 from django.conf import settings
 from django.db import close_old_connections, connection, transaction
@@ -93,6 +94,9 @@ class LocalRuntime:
 
     def read_logs(self, log_ref: str, cursor: str | None) -> LogChunk:
         return self.executor.read_logs(log_ref, cursor)
+
+    def log_path(self, log_ref: str) -> Path:
+        return self.executor.log_path(log_ref)
 
     # ---- orphans and shutdown ----
 

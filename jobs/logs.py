@@ -1,58 +1,147 @@
-"""Reading an attempt's log through the executor that ran it."""
+"""Reading an attempt's log through the executor that ran it, a bounded page at a time.
+
+The log page shows the tail first and then asks with its cursor for what is new; every
+answer is bounded (PAGE_BYTES of text, LINE_BYTES per line, READS executor calls), so a
+100 MB log or a single 50 MB line never holds up the server or the browser. A log kept in a
+file (local) also pages backwards by byte offset; the whole log is downloaded separately.
+"""
 
 from __future__ import annotations
 
+import re
 from collections.abc import Iterator
 from dataclasses import dataclass, field
+from pathlib import Path
 
 from executors.base import ExecutorError
 from executors.registry import executor_for
 from jobs.models import TaskRun
 
-# A page, not an archive: the live log stream will page through the rest. Both caps hold,
-# because executors return a long line in pieces (64 KiB each for the local one), so a line
-# cap alone let one 300 MiB line through. 1 MiB is some 10,000 ordinary lines, more than the
-# line cap lets through, so the byte cap only bites on long lines; a browser renders 1 MiB at
-# once, and a request holds a few MiB (HTML escaping can make the page larger than the text).
-MAX_LINES = 5000
-MAX_BYTES = 1 << 20  # of UTF-8 text, counting the newline after each line
+PAGE_BYTES = 256 * 1024  # of text per answer; one executor chunk may go beyond it
+PAGE_LINES = 200  # lines of the tail, and of each earlier page
+LINE_BYTES = 64 * 1024  # a longer line is cut, with a note
+READS = 256  # executor calls per answer: skipping a huge line stops here and goes on later
+ALARM = re.compile(r"ERROR|Traceback|Exception|FATAL")
 
 
 @dataclass(frozen=True)
-class LogView:
-    lines: tuple[str, ...]
-    truncated: bool  # the log goes on beyond MAX_LINES lines or MAX_BYTES bytes
-    size: int = 0  # UTF-8 bytes of the lines shown, with their newlines
-    problem: str = ""  # why nothing could be read, for the person looking
+class Line:
+    text: str
+    cut: bool = False  # the line goes on beyond LINE_BYTES; only the download has it all
+    alarm: bool = False  # an error: shown highlighted
 
 
 @dataclass
-class _Page:
-    lines: list[str] = field(default_factory=list)
-    size: int = 0
+class Page:
+    lines: list[Line] = field(default_factory=list)
+    cursor: str | None = None  # where the next read forward starts
+    earlier: int | None = None  # byte offset before which the log goes on (file logs only)
+    problem: str = ""  # why nothing could be read, for the person looking
+    size: int = 0  # UTF-8 bytes of the text shown
 
-    def add(self, line: str) -> bool:
-        """Add the line, or as much of it as fits; False once the log goes on beyond the page."""
-        if len(self.lines) == MAX_LINES or self.size == MAX_BYTES:
-            return False
-        encoded = line.encode() + b"\n"
-        room = MAX_BYTES - self.size
-        if len(encoded) > room:
-            # Cut the line rather than drop it, so a line longer than the page still shows
-            # its start; "ignore" drops a character the cut splits.
-            if kept := encoded[: room - 1].decode(errors="ignore"):
-                self.lines.append(kept)
-                self.size += len(kept.encode()) + 1
-            return False
-        self.lines.append(line)
-        self.size += len(encoded)
-        return True
-
-    def view(self, truncated: bool, problem: str = "") -> LogView:
-        return LogView(tuple(self.lines), truncated, self.size, problem)
+    def add(self, text: str, cut: bool = False) -> None:
+        encoded = text.encode()
+        if len(encoded) > LINE_BYTES:
+            text, cut = encoded[:LINE_BYTES].decode(errors="ignore"), True
+        self.lines.append(Line(text, cut, bool(ALARM.search(text))))
+        self.size += len(text.encode()) + 1
 
 
-def _log_lines(task_run: TaskRun) -> Iterator[str]:
+def log_file(task_run: TaskRun) -> Path | None:
+    """The file an attempt's log is kept in, when its executor keeps one (local)."""
+    if not task_run.log_ref:
+        return None
+    log_path = getattr(executor_for(task_run.executor), "log_path", None)
+    return None if log_path is None else log_path(task_run.log_ref)
+
+
+def read_after(task_run: TaskRun, cursor: str | None) -> Page:
+    """The lines after ``cursor`` (from the start when None), at most about PAGE_BYTES.
+
+    ExecutorError when the executor cannot read from the cursor (permanent: a bad cursor).
+    """
+    executor = executor_for(task_run.executor)
+    page = Page(cursor=cursor)
+    skipping = False  # inside a line already cut: its further pieces are not shown
+    for _ in range(READS):
+        if page.size >= PAGE_BYTES:
+            break
+        chunk = executor.read_logs(task_run.log_ref, page.cursor)
+        if not chunk.lines:
+            page.cursor = chunk.next_cursor  # CloudWatch may move on past empty pages
+            break
+        page.cursor = chunk.next_cursor
+        last = len(chunk.lines) - 1
+        for i, text in enumerate(chunk.lines):
+            goes_on = chunk.partial and i == last
+            if not skipping:
+                page.add(text, cut=goes_on)
+            skipping = goes_on
+    return page
+
+
+def read_before(path: Path, end: int) -> Page:
+    """The PAGE_LINES lines (at most PAGE_BYTES) of a log file that end at byte ``end``.
+
+    ``end`` is cut back to the end of the last complete line, so the page and the reads
+    forward from its cursor never overlap.
+    """
+    with open(path, "rb") as f:
+        end = min(end, f.seek(0, 2))
+        start = max(0, end - PAGE_BYTES)
+        f.seek(start)
+        data = f.read(end - start)
+    complete = data.rfind(b"\n") + 1
+    if complete or start == 0:
+        # A running job's unfinished last line is left to the reads forward.
+        data, end = data[:complete], start + complete
+    begin = _start_of_last_lines(data, PAGE_LINES, whole=start == 0)
+    page = Page(cursor=str(end), earlier=start + begin or None)
+    for raw in data[begin:].split(b"\n")[: -1 if data.endswith(b"\n") else None]:
+        page.add(raw.removesuffix(b"\r").decode("utf-8", errors="replace"))
+    return page
+
+
+def _start_of_last_lines(data: bytes, count: int, whole: bool) -> int:
+    """Where the last ``count`` lines of ``data`` start; ``data`` is the whole log from its
+    start when ``whole``, else its first line may be a piece, dropped if anything follows."""
+    pos = len(data) - 1 if data.endswith(b"\n") else len(data)
+    for _ in range(count):
+        newline = data.rfind(b"\n", 0, pos)
+        if newline < 0:
+            break
+        pos = newline
+    else:
+        return pos + 1
+    if whole:
+        return 0
+    first = data.find(b"\n")
+    # Inside one line longer than the window: show its end, from a character boundary.
+    if first < 0 or first == len(data) - 1:
+        return next((i for i, b in enumerate(data[:4]) if b & 0xC0 != 0x80), 0)
+    return first + 1
+
+
+def read_tail(task_run: TaskRun) -> Page:
+    """What the log page shows first: the tail of a log file, or the start of any other log
+    (CloudWatch is read forward from its head)."""
+    if not task_run.log_ref:
+        return Page(problem="this attempt has not started, so it has no log yet")
+    try:
+        path = log_file(task_run)
+        if path is None:
+            return read_after(task_run, None)
+        try:
+            return read_before(path, path.stat().st_size)
+        except FileNotFoundError:
+            return Page(cursor="0")
+        except OSError as exc:
+            raise ExecutorError(f"cannot read log {task_run.log_ref}: {exc}") from exc
+    except ExecutorError as exc:
+        return Page(problem=f"cannot read the log: {exc.message}")
+
+
+def log_lines(task_run: TaskRun) -> Iterator[str]:
     """Every line of the attempt's log, read from its executor a chunk at a time."""
     executor = executor_for(task_run.executor)
     cursor = None
@@ -60,19 +149,9 @@ def _log_lines(task_run: TaskRun) -> Iterator[str]:
         chunk = executor.read_logs(task_run.log_ref, cursor)
         if not chunk.lines:
             return
-        yield from chunk.lines
+        # The pieces of a long line are joined again: a download holds the log as written.
+        yield from (
+            line + ("" if chunk.partial and i == len(chunk.lines) - 1 else "\n")
+            for i, line in enumerate(chunk.lines)
+        )
         cursor = chunk.next_cursor
-
-
-def read_log(task_run: TaskRun) -> LogView:
-    """The start of an attempt's log: at most MAX_LINES lines and MAX_BYTES bytes of text."""
-    if not task_run.log_ref:
-        return LogView((), False, problem="this attempt has not started, so it has no log yet")
-    page = _Page()
-    try:
-        for line in _log_lines(task_run):
-            if not page.add(line):
-                return page.view(truncated=True)
-    except ExecutorError as exc:
-        return page.view(truncated=False, problem=f"cannot read the log: {exc.message}")
-    return page.view(truncated=False)

@@ -1,9 +1,15 @@
 from django.urls import path
 
-from jobs import api, run_page, views
+from jobs import api, process_page, run_page, views
 
 urlpatterns = [
     path("", views.home, name="home"),
+    path("processes/<slug:name>/", process_page.process_page, name="process"),
+    path("processes/<slug:name>/run", process_page.run_now, name="process-run"),
+    path("processes/<slug:name>/pause", process_page.pause, {"paused": True}, name="process-pause"),
+    path(
+        "processes/<slug:name>/resume", process_page.pause, {"paused": False}, name="process-resume"
+    ),
     path("runs/<int:run_id>/", run_page.run_page, name="run"),
     path("runs/<int:run_id>/kill", run_page.kill, name="run-kill"),
     path("runs/<int:run_id>/retry", run_page.retry, name="run-retry"),

@@ -8,14 +8,13 @@ from urllib.parse import urlencode
 from django.contrib.auth.decorators import login_required
 from django.db.models import Prefetch, QuerySet
 from django.http import HttpRequest, HttpResponse
-from django.shortcuts import get_object_or_404, render
+from django.shortcuts import render
 from django.utils import timezone
 from django.utils.html import format_html
 from django.utils.safestring import SafeString
 
 from jobs import dashboard
-from jobs.logs import read_log
-from jobs.models import ProcessDefinition, ProcessRun, ScheduleKind, TaskRun
+from jobs.models import ProcessDefinition, ProcessRun, ScheduleKind
 from jobs.schedule import ScheduleError, parse_timezone
 
 
@@ -90,9 +89,3 @@ def home(request: HttpRequest) -> HttpResponse:
     }
     template = "jobs/partials/board.html" if request.htmx else "jobs/dashboard.html"
     return render(request, template, context)
-
-
-@login_required
-def task_log(request: HttpRequest, task_run_id: int) -> HttpResponse:
-    task_run = get_object_or_404(TaskRun.objects.select_related("run"), pk=task_run_id)
-    return render(request, "jobs/task_log.html", {"task_run": task_run, "log": read_log(task_run)})

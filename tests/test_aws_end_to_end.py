@@ -14,7 +14,7 @@ import pytest
 from django.test import override_settings
 from moto.batch import models as moto_batch
 
-from jobs.logs import read_log
+from jobs.logs import read_after
 from jobs.models import TaskRun, Trigger
 from jobs.orchestrator import request_kill, trigger_run
 from jobs.supervision import poll_running, reconcile
@@ -117,9 +117,11 @@ def test_a_process_mixing_local_batch_and_ecs_tasks_runs_to_success(aws, worker)
     ]
     transform.refresh_from_db()
     assert transform.resources == {"platform": "EC2", "vcpu": 1.0, "memory_mib": 2048}
-    assert read_log(transform).lines == ("transforming 10 rows",)
+    assert [line.text for line in read_after(transform, None).lines] == ["transforming 10 rows"]
     published.refresh_from_db()
-    assert read_log(published).lines == ("published to s3://reports/",)
+    assert [line.text for line in read_after(published, None).lines] == [
+        "published to s3://reports/"
+    ]
 
 
 @override_settings(SUNDIAL_SUBMIT_STUCK_AFTER_S=1)

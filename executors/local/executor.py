@@ -303,9 +303,7 @@ class LocalExecutor:
             offset = int(cursor)
         else:
             raise ExecutorError(f"invalid log cursor {cursor!r}", permanent=True)
-        path = Path(log_ref)
-        if path.parent.resolve() != self.log_dir.resolve():
-            raise ExecutorError(f"log {log_ref} is not in {self.log_dir}", permanent=True)
+        path = self.log_path(log_ref)
         try:
             with open(path, "rb") as f:
                 f.seek(offset)
@@ -325,11 +323,19 @@ class LocalExecutor:
             # cut a UTF-8 sequence in two.
             limit = LOG_CHUNK - (2 if data.endswith(b"\r") else 1)
             consumed = _utf8_boundary(data[:limit])
-            raw_lines = [data[:consumed]]
+            piece = data[:consumed].decode("utf-8", errors="replace")
+            return LogChunk((piece,), str(offset + consumed), partial=True)
         else:
             return LogChunk((), str(offset))  # an unfinished line: wait for its end
         lines = tuple(line.decode("utf-8", errors="replace") for line in raw_lines)
         return LogChunk(lines, str(offset + consumed))
+
+    def log_path(self, log_ref: str) -> Path:
+        """The file of a log this executor wrote; its cursors are byte offsets into it."""
+        path = Path(log_ref)
+        if path.parent.resolve() != self.log_dir.resolve():
+            raise ExecutorError(f"log {log_ref} is not in {self.log_dir}", permanent=True)
+        return path
 
     # ---- extras ----
 

@@ -1,0 +1,139 @@
+"""The live log: the tail first, new lines by cursor, earlier pages, a download, every
+answer bounded however large the log or its lines."""
+
+import re
+import sys
+import time
+from pathlib import Path
+
+import pytest
+from django.urls import reverse
+
+from jobs.engine import AttemptStatus
+from jobs.logs import LINE_BYTES, PAGE_BYTES, PAGE_LINES
+from jobs.models import TaskRun, Trigger
+from jobs.orchestrator import trigger_run
+from tests.conftest import make_process
+from tests.orchestrator.driving import drive
+
+pytestmark = pytest.mark.django_db(transaction=True)
+
+NEXT = re.compile(r'hx-get="[^"]*/log/more\?cursor=(\d+)"')
+
+
+def finished_attempt(output: str) -> TaskRun:
+    """An attempt of a local task that wrote the bytes of the Python expression ``output``."""
+    program = [sys.executable, "-c", f"import sys; sys.stdout.buffer.write({output})"]
+    process = make_process("logged", {"logged": {"config": {"command": program}}})
+    return drive(trigger_run(process, Trigger.MANUAL)).task_runs.get()
+
+
+def lines_of(body: bytes) -> list[str]:
+    return re.findall(r'<div class="line(?: alarm)?">(.*?)</div>', body.decode(), re.DOTALL)
+
+
+@pytest.fixture
+def logged_in(client, admin_user):
+    client.force_login(admin_user)
+    return client
+
+
+def more(client, attempt: TaskRun, cursor: str):
+    return client.get(reverse("task-run-log-more", args=[attempt.pk]), {"cursor": cursor})
+
+
+def test_the_page_shows_the_tail_of_a_20_mb_log_quickly_and_pages_backwards(logged_in):
+    attempt = finished_attempt(
+        "b''.join(b'%08d some text of the line\\n' % i for i in range(700_000))"
+    )
+    assert Path(attempt.log_ref).stat().st_size > 20_000_000
+    started = time.monotonic()
+    body = logged_in.get(reverse("task-run-log", args=[attempt.pk])).content
+    assert time.monotonic() - started < 1.0
+    assert len(body) < PAGE_BYTES // 4, "a page of the tail, not the log"
+    shown = lines_of(body)
+    assert len(shown) == PAGE_LINES
+    assert shown[0].startswith("00699800") and shown[-1].startswith("00699999")
+
+    before = re.search(rb'log/earlier\?before=(\d+)"', body).group(1).decode()
+    earlier = logged_in.get(reverse("task-run-log-earlier", args=[attempt.pk]), {"before": before})
+    shown = lines_of(earlier.content)
+    assert shown[0].startswith("00699600") and shown[-1].startswith("00699799"), (
+        "no gap, no overlap"
+    )
+    assert b"Load earlier lines" in earlier.content
+
+
+def test_a_single_50_mb_line_is_cut_in_every_answer(logged_in):
+    attempt = finished_attempt("b'x' * (50 << 20) + b'\\nafter it\\n'")
+    body = logged_in.get(reverse("task-run-log", args=[attempt.pk])).content
+    assert lines_of(body) == ["after it"], "the tail starts after the piece of a line"
+    before = re.search(rb'log/earlier\?before=(\d+)"', body).group(1).decode()
+    earlier = logged_in.get(reverse("task-run-log-earlier", args=[attempt.pk]), {"before": before})
+    assert len(earlier.content) < LINE_BYTES + 1_000
+    assert earlier.content.count(b"line cut at 64 KiB; download the whole log") == 1
+
+    started = time.monotonic()
+    response = more(logged_in, attempt, "0")
+    assert time.monotonic() - started < 2.0
+    assert response.status_code == 200 and len(response.content) < LINE_BYTES + 10_000
+    assert response.content.count(b"line cut at 64 KiB") == 1, "the rest of the line is skipped"
+
+
+def test_new_lines_come_after_the_cursor_and_polling_stops_once_all_is_read(logged_in):
+    attempt = finished_attempt("b'one\\n'")
+    cursor = NEXT.search(logged_in.get(reverse("task-run-log", args=[attempt.pk])).content.decode())
+    with open(attempt.log_ref, "ab") as log:
+        log.write(b"two\nthree\n")
+    response = more(logged_in, attempt, cursor.group(1))
+    assert response.status_code == 200
+    assert lines_of(response.content) == ["two", "three"]
+    assert b'id="log-poller" hx-swap-oob="true"' in response.content
+    following = NEXT.search(response.content.decode()).group(1)
+    assert int(following) == Path(attempt.log_ref).stat().st_size
+
+    last = more(logged_in, attempt, following)
+    assert last.status_code == 286, "final and exhausted: HTMX stops polling"
+    assert lines_of(last.content) == [] and b"badge-succeeded" in last.content
+
+
+def test_nothing_new_for_a_running_attempt_is_an_empty_answer(logged_in):
+    attempt = finished_attempt("b'one\\n'")
+    TaskRun.objects.filter(pk=attempt.pk).update(status=AttemptStatus.RUNNING)
+    response = more(logged_in, attempt, "4")
+    assert response.status_code == 204 and response.content == b""
+
+
+def test_lines_are_escaped_and_errors_highlighted(logged_in):
+    attempt = finished_attempt(
+        "b'<script>alert(1)</script>\\nERROR: boom\\nTraceback (most recent call last):\\nok\\n'"
+    )
+    body = logged_in.get(reverse("task-run-log", args=[attempt.pk])).content.decode()
+    assert "&lt;script&gt;alert(1)&lt;/script&gt;" in body and "<script>alert" not in body
+    assert '<div class="line alarm">ERROR: boom</div>' in body
+    assert '<div class="line alarm">Traceback (most recent call last):</div>' in body
+    assert '<div class="line">ok</div>' in body
+
+
+def test_the_download_is_the_whole_log(logged_in):
+    attempt = finished_attempt("b''.join(b'row %d\\n' % i for i in range(300_000))")
+    response = logged_in.get(reverse("task-run-log-download", args=[attempt.pk]))
+    assert response.status_code == 200
+    assert response["Content-Disposition"].startswith("attachment; filename=")
+    assert b"".join(response.streaming_content) == Path(attempt.log_ref).read_bytes()
+
+
+@pytest.mark.parametrize("cursor", ["abc", "-5", "1e3", "٣"])
+def test_a_bad_cursor_is_a_400_that_says_why(logged_in, cursor):
+    attempt = finished_attempt("b'one\\n'")
+    response = more(logged_in, attempt, cursor)
+    assert response.status_code == 400 and b"invalid log cursor" in response.content
+    earlier = logged_in.get(reverse("task-run-log-earlier", args=[attempt.pk]), {"before": cursor})
+    assert earlier.status_code == 400
+
+
+@pytest.mark.parametrize("name", ["task-run-log", "task-run-log-more", "task-run-log-download"])
+def test_an_unknown_attempt_is_a_404_and_a_visitor_logs_in(client, admin_user, name):
+    assert client.get(reverse(name, args=[999_999])).status_code == 302
+    client.force_login(admin_user)
+    assert client.get(reverse(name, args=[999_999])).status_code == 404
