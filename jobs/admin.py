@@ -22,6 +22,7 @@ from django.utils import timezone
 from django.utils.html import format_html, format_html_join
 
 from jobs import describe
+from jobs.actions import record_run_now, set_paused
 from jobs.cron import reschedule
 from jobs.engine import FINAL_RUN, RunStatus, waiting_reasons
 from jobs.forms import ProcessDefinitionForm, RunForm, TaskDefinitionForm, TaskFormSet
@@ -224,9 +225,7 @@ class ProcessDefinitionAdmin(admin.ModelAdmin):
     ) -> None:
         """Audit a manual run and tell the person what became of it, with a link."""
         started = run.status == RunStatus.RUNNING
-        # The reason of a run that did not start says why ("queued behind run 11").
-        outcome = f"run {run.pk} started" if started else f"run {run.pk} {run.reason}"
-        self.log_change(request, process, f"Run now: {outcome}")
+        outcome = record_run_now(request.user, process, run)
         url = reverse("admin:jobs_processrun_change", args=[run.pk])
         level = messages.SUCCESS if started else messages.WARNING
         self.message_user(
@@ -257,10 +256,7 @@ class ProcessDefinitionAdmin(admin.ModelAdmin):
         verb = "Paused" if paused else "Resumed"
         names = []
         for process in queryset:
-            process.paused = paused
-            process.save(update_fields=["paused", "updated_at"])
-            reschedule(process)
-            self.log_change(request, process, verb)
+            set_paused(process, paused=paused, user=request.user)
             names.append(process.name)
         self.message_user(request, f"{verb}: {', '.join(names)}", messages.SUCCESS)
 
