@@ -14,6 +14,7 @@ from datetime import datetime, timedelta
 
 from django.db.models import Max, Prefetch, Q, QuerySet
 
+from jobs.describe import short
 from jobs.engine import RunStatus
 from jobs.models import ProcessDefinition, ProcessRun, TaskEvent
 
@@ -108,20 +109,6 @@ class ProcessCard:
 
 
 SPARK_WIDTH, SPARK_HEIGHT = 80, 18
-
-
-def short(span: timedelta | None) -> str:
-    """ "45s", "3m 07s", "2h 05m", "3d 4h"."""
-    if span is None:
-        return "—"
-    seconds = max(0, int(span.total_seconds()))
-    if seconds < 60:
-        return f"{seconds}s"
-    if seconds < 3600:
-        return f"{seconds // 60}m {seconds % 60:02d}s"
-    if seconds < 86400:
-        return f"{seconds // 3600}h {seconds % 3600 // 60:02d}m"
-    return f"{seconds // 86400}d {seconds % 86400 // 3600}h"
 
 
 def _tooltip(run: ProcessRun, now: datetime) -> str:

@@ -67,11 +67,16 @@ def usd(amount: float | None) -> str:
 
 
 def span(start: datetime | None, end: datetime | None) -> str:
-    """How long from ``start`` to ``end``: "45s", "3m 07s", "2h 05m", "3d 4h"; "—" if either
-    is missing (a run not started)."""
-    if start is None or end is None:
+    """How long from ``start`` to ``end`` (see ``short``); "—" if either is missing (a run
+    not started)."""
+    return short(end - start if start is not None and end is not None else None)
+
+
+def short(took: timedelta | None) -> str:
+    """A duration as a person reads it: "45s", "3m 07s", "2h 05m", "3d 4h"; "—" for none."""
+    if took is None:
         return "—"
-    seconds = max(0, int((end - start) / timedelta(seconds=1)))
+    seconds = max(0, int(took / timedelta(seconds=1)))
     if seconds < 60:
         return f"{seconds}s"
     if seconds < 3600:

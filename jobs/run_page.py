@@ -21,7 +21,8 @@ from django.utils import timezone
 from django.views.decorators.http import require_POST
 
 from jobs import dag, describe
-from jobs.dashboard import duration, short
+from jobs.dashboard import duration
+from jobs.describe import short
 from jobs.engine import ACTIVE_ATTEMPT, FINAL_RUN, RunStatus, waiting_reasons
 from jobs.models import ProcessRun, TaskMetadata, TaskRun
 from jobs.orchestrator import (
