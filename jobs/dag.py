@@ -24,6 +24,7 @@ COLUMN_GAP = 56
 ROW_GAP = 10
 MARGIN = 8
 LABEL_CHARS = 24  # what fits in NODE_WIDTH at the drawing's font size
+CENTRED_ROWS = 15  # columns are centred while the tallest has at most this many tasks
 
 # Fill, outline and text colour per attempt status; a task not in the run is "none".
 _FINAL_BAD = ("#fbe3e1", "#c0392b", "#7b1d14")
@@ -91,7 +92,8 @@ def layout(tasks: Sequence[str], edges: Iterable[Edge]) -> tuple[list[Node], int
     """Each task's box (top-left corner), and the drawing's width and height.
 
     Columns are centred vertically on the tallest one, so a lone root sits level with the
-    middle of its fan-out.
+    middle of its fan-out; a column taller than a screen (a wide fan-out) puts them at the
+    top instead, where the page's scrolled drawing shows the roots first.
     """
     column_of = layers(tasks, edges)
     columns: dict[int, list[str]] = {}
@@ -105,7 +107,7 @@ def layout(tasks: Sequence[str], edges: Iterable[Edge]) -> tuple[list[Node], int
     for layer in sorted(columns):
         names = columns[layer]
         own = len(names) * NODE_HEIGHT + (len(names) - 1) * ROW_GAP
-        top = MARGIN + (height - 2 * MARGIN - own) // 2
+        top = MARGIN if tallest > CENTRED_ROWS else MARGIN + (height - 2 * MARGIN - own) // 2
         x = MARGIN + layer * (NODE_WIDTH + COLUMN_GAP)
         for row, name in enumerate(names):
             nodes.append(Node(name, layer, x, top + row * (NODE_HEIGHT + ROW_GAP)))

@@ -51,8 +51,8 @@ class HistoryFilters(forms.Form):
         required=False, choices=[("", "every status"), *[(s, s) for s in RunStatus]]
     )
     trigger = forms.ChoiceField(required=False, choices=[("", "every trigger"), *Trigger.choices])
-    since = forms.DateField(required=False, label="from")
-    until = forms.DateField(required=False, label="to")
+    since = forms.DateField(required=False, widget=forms.DateInput(attrs={"type": "date"}))
+    until = forms.DateField(required=False, widget=forms.DateInput(attrs={"type": "date"}))
 
     def apply(self, runs: QuerySet[ProcessRun]) -> QuerySet[ProcessRun]:
         """``runs`` narrowed by the valid filters; an invalid one is shown, not applied."""
@@ -248,7 +248,13 @@ def _render(
     status: int = 200,
 ) -> HttpResponse:
     now = timezone.now()
-    latest = ProcessRun.objects.filter(definition=process).order_by("-id").first()
+    # The newest run that started: a skipped or queued one has no attempts to colour by.
+    latest = (
+        ProcessRun.objects.filter(definition=process, started_at__isnull=False)
+        .defer("parameters")
+        .order_by("-id")
+        .first()
+    )
     filters, page = history(process, request.GET.dict())
     query = request.GET.copy()
     query.pop("page", None)

@@ -141,3 +141,13 @@ def test_the_snapshot_and_the_definition_give_the_same_graph():
     )
     tasks, edges = graph_from_snapshot(take_snapshot(process))
     assert tasks == from_rows[0] and sorted(edges) == sorted(from_rows[1])
+
+
+def test_a_small_dag_is_centred_and_a_tall_fan_out_starts_at_the_top():
+    small, _, _ = layout(["root", "a", "b", "c"], [Edge(t, "root", True) for t in "abc"])
+    ys = {n.name: n.y for n in small}
+    assert ys["root"] == ys["b"]  # level with the middle of its three
+    leaves = [f"leaf-{i}" for i in range(50)]
+    tall, _, _ = layout(["root", *leaves], [Edge(t, "root", True) for t in leaves])
+    ys = {n.name: n.y for n in tall}
+    assert ys["root"] == ys["leaf-0"]
