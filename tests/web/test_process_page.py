@@ -219,3 +219,13 @@ def test_the_page_costs_the_same_queries_for_a_small_or_a_big_process(
     trigger_run(process, Trigger.MANUAL)
     with django_assert_max_num_queries(10):
         page(admin_client, "etl")
+
+
+def test_a_skipped_latest_run_leaves_the_dag_to_the_run_before_it(admin_client):
+    process = make_process("etl", {"extract": {}}, overlap="skip")
+    started = trigger_run(process, Trigger.MANUAL)
+    skipped = trigger_run(process, Trigger.MANUAL)
+    assert skipped.status == "skipped"
+    html = page(admin_client, "etl")
+    assert f'as <a href="{reverse("run", args=[started.pk])}">run {started.pk}</a>' in html
+    assert '<g class="task none">' not in html
