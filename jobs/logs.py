@@ -83,21 +83,23 @@ def read_after(task_run: TaskRun, cursor: str | None) -> Page:
 def read_before(path: Path, end: int) -> Page:
     """The PAGE_LINES lines (at most PAGE_BYTES) of a log file that end at byte ``end``.
 
-    ``end`` is cut back to the end of the last complete line, so the page and the reads
-    forward from its cursor never overlap.
+    At the end of the file, an unfinished last line is left to the reads forward from the
+    page's cursor. The first line of a page may be the end of a line longer than a page.
     """
     with open(path, "rb") as f:
-        end = min(end, f.seek(0, 2))
+        size = f.seek(0, 2)
+        end = min(end, size)
         start = max(0, end - PAGE_BYTES)
         f.seek(start)
         data = f.read(end - start)
     complete = data.rfind(b"\n") + 1
-    if complete or start == 0:
+    if end == size and (complete or start == 0):
         # A running job's unfinished last line is left to the reads forward.
         data, end = data[:complete], start + complete
     begin = _start_of_last_lines(data, PAGE_LINES, whole=start == 0)
     page = Page(cursor=str(end), earlier=start + begin or None)
-    for raw in data[begin:].split(b"\n")[: -1 if data.endswith(b"\n") else None]:
+    shown = data[begin:].removesuffix(b"\n")
+    for raw in shown.split(b"\n") if shown or data.endswith(b"\n") else ():
         page.add(raw.removesuffix(b"\r").decode("utf-8", errors="replace"))
     return page
 

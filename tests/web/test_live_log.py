@@ -7,6 +7,7 @@ import time
 from pathlib import Path
 
 import pytest
+from django.conf import settings
 from django.urls import reverse
 
 from jobs.engine import AttemptStatus
@@ -25,7 +26,15 @@ def finished_attempt(output: str) -> TaskRun:
     """An attempt of a local task that wrote the bytes of the Python expression ``output``."""
     program = [sys.executable, "-c", f"import sys; sys.stdout.buffer.write({output})"]
     process = make_process("logged", {"logged": {"config": {"command": program}}})
-    return drive(trigger_run(process, Trigger.MANUAL)).task_runs.get()
+    run = trigger_run(process, Trigger.MANUAL)
+    without_old_log(run.task_runs.get())
+    return drive(run).task_runs.get()
+
+
+def without_old_log(attempt: TaskRun) -> None:
+    """Remove a log an earlier test session left under this attempt's name: the database
+    starts afresh each session, the log directory does not, and a log is appended to."""
+    (settings.SUNDIAL_LOG_DIR / f"{attempt.idempotency_key}.log").unlink(missing_ok=True)
 
 
 def lines_of(body: bytes) -> list[str]:
@@ -78,6 +87,18 @@ def test_a_single_50_mb_line_is_cut_in_every_answer(logged_in):
     assert time.monotonic() - started < 2.0
     assert response.status_code == 200 and len(response.content) < LINE_BYTES + 10_000
     assert response.content.count(b"line cut at 64 KiB") == 1, "the rest of the line is skipped"
+
+
+def test_paging_back_to_the_start_through_a_line_longer_than_a_page(logged_in):
+    attempt = finished_attempt("b'x' * (300 << 10) + b'\\nafter it\\n'")
+    body = logged_in.get(reverse("task-run-log", args=[attempt.pk])).content
+    pages = [lines_of(body)]
+    while before := re.search(rb'log/earlier\?before=(\d+)"', body):
+        url = reverse("task-run-log-earlier", args=[attempt.pk])
+        body = logged_in.get(url, {"before": before.group(1).decode()}).content
+        pages.insert(0, lines_of(body))
+    assert len(pages) == 3 and pages[-1] == ["after it"]
+    assert all(len(page) == 1 and page[0].startswith("x" * 1000) for page in pages[:2])
 
 
 def test_new_lines_come_after_the_cursor_and_polling_stops_once_all_is_read(logged_in):
