@@ -155,6 +155,8 @@ class MemoryExecutor:
         with self._lock:
             self._raise_armed_failure("read_logs")
             lines = self._get(log_ref.removeprefix("memory:")).log
+            if cursor and not (cursor.isascii() and cursor.isdigit()):
+                raise ExecutorError(f"invalid log cursor {cursor!r}", permanent=True)
             start = int(cursor or 0)
             return LogChunk(lines[start:], str(len(lines)))
 

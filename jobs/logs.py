@@ -125,14 +125,15 @@ def _start_of_last_lines(data: bytes, count: int, whole: bool) -> int:
 
 
 def read_tail(task_run: TaskRun) -> Page:
-    """What the log page shows first: the tail of a log file, or the start of any other log
-    (CloudWatch is read forward from its head)."""
+    """What the log page shows first: the tail of a log file, or of a log whose executor
+    has a tail cursor (CloudWatch: its last events), else the start of the log."""
     if not task_run.log_ref:
         return Page(problem="this attempt has not started, so it has no log yet")
     try:
         path = log_file(task_run)
         if path is None:
-            return read_after(task_run, None)
+            tail = getattr(executor_for(task_run.executor), "tail_cursor", None)
+            return read_after(task_run, tail)
         try:
             return read_before(path, path.stat().st_size)
         except FileNotFoundError:

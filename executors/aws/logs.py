@@ -15,6 +15,10 @@ from executors.aws.errors import aws_call, error_code
 from executors.base import LogChunk
 
 EMPTY_PAGES_FOLLOWED = 5
+# A cursor of Sundial's own, never a CloudWatch token: the stream's last TAIL_EVENTS events,
+# then on by the forward token, so the log page starts with the newest lines.
+TAIL = "tail"
+TAIL_EVENTS = 200
 
 
 def read_stream(logs: Any, group: str, stream: str, cursor: str | None) -> LogChunk:
@@ -23,7 +27,8 @@ def read_stream(logs: Any, group: str, stream: str, cursor: str | None) -> LogCh
     A stream that does not exist yet (the job has not started writing) reads as empty, with
     the cursor unchanged, so the reader simply asks again later.
     """
-    token = cursor or None
+    tail = cursor == TAIL
+    token = None if tail else cursor or None
     # CloudWatch may answer a page with no events but a new token while more lie beyond it;
     # only a token handed back unchanged means the end. A few empty pages are followed here,
     # so an empty chunk means "nothing new" to every reader.
@@ -31,8 +36,10 @@ def read_stream(logs: Any, group: str, stream: str, cursor: str | None) -> LogCh
         request: dict[str, Any] = {
             "logGroupName": group,
             "logStreamName": stream,
-            "startFromHead": True,
+            "startFromHead": not tail,
         }
+        if tail:
+            request["limit"] = TAIL_EVENTS
         if token:
             request["nextToken"] = token
         with aws_call("GetLogEvents"):
@@ -40,11 +47,11 @@ def read_stream(logs: Any, group: str, stream: str, cursor: str | None) -> LogCh
                 page = logs.get_log_events(**request)
             except ClientError as exc:
                 if error_code(exc) == "ResourceNotFoundException":
-                    return LogChunk((), token or "")
+                    return LogChunk((), cursor or "")
                 raise
         following = page.get("nextForwardToken") or token
         lines = tuple(line for event in page.get("events", []) for line in _lines(event["message"]))
-        if lines or following == token:
+        if lines or following == token or tail:
             return LogChunk(lines, following or "")
         token = following
     return LogChunk((), token or "")

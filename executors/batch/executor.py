@@ -32,7 +32,7 @@ from executors.aws.definitions import Definitions, holds, registrable
 from executors.aws.errors import aws_call
 from executors.aws.groups import statuses_by_group
 from executors.aws.launch import definition_name, definition_tags, environment, tags
-from executors.aws.logs import read_stream
+from executors.aws.logs import TAIL, read_stream
 from executors.base import ExecutorError, Launch, LogChunk, State, Status, Submission
 from executors.batch.config import MAIN_CONTAINER, BatchConfig, Sidecar
 
@@ -63,6 +63,7 @@ WAITS = {
 class BatchExecutor:
     kind = KIND
     runs_on_submit = False
+    tail_cursor = TAIL  # read_logs from here gives the newest lines of the log
 
     def __init__(self, clients: AwsClients, *, default_queue: str | None = None) -> None:
         self.clients = clients

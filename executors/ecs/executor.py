@@ -40,7 +40,7 @@ from executors.aws.launch import (
     fitted,
     tags,
 )
-from executors.aws.logs import read_stream
+from executors.aws.logs import TAIL, read_stream
 from executors.base import ExecutorError, Launch, LogChunk, State, Status, Submission
 from executors.ecs import errors
 from executors.ecs.config import EcsConfig
@@ -88,6 +88,7 @@ class TaskRef:
 class EcsExecutor:
     kind = KIND
     runs_on_submit = False
+    tail_cursor = TAIL  # read_logs from here gives the newest lines of the log
 
     def __init__(self, clients: AwsClients, *, default_cluster: str | None = None) -> None:
         self.clients = clients

@@ -2,9 +2,11 @@
 
 from __future__ import annotations
 
+import time
+
 import pytest
 
-from executors.base import ExecutorError, Launch, State
+from executors.base import ExecutorError, Launch, LogChunk, State
 from executors.ecs.executor import started_by
 from executors.registry import executor_for
 from jobs import aws_runtime
@@ -330,6 +332,19 @@ def test_logs_are_read_forward_by_cursor(aws, cluster, ecs):
     stream = f"sundial/main/{arn.rsplit('/', 1)[-1]}"
     aws.write_log("/sundial/etl", stream, "done\nbye")
     assert ecs.read_logs(arn, first.next_cursor).lines == ("done", "bye")
+
+
+def test_the_tail_cursor_gives_the_newest_lines_then_reads_on(aws, cluster, ecs):
+    arn = ecs.submit(launch(cluster)).external_id
+    assert ecs.read_logs(arn, ecs.tail_cursor) == LogChunk((), ecs.tail_cursor), "no stream yet"
+    aws.run_ecs_task(arn, *(f"row {i}" for i in range(300)))
+
+    tail = ecs.read_logs(arn, ecs.tail_cursor)
+    assert tail.lines == tuple(f"row {i}" for i in range(100, 300))
+    assert ecs.read_logs(arn, tail.next_cursor).lines == ()
+    time.sleep(0.4)  # the events above are stamped a millisecond apart from when written
+    aws.write_log("/sundial/etl", f"sundial/main/{arn.rsplit('/', 1)[-1]}", "row 300")
+    assert ecs.read_logs(arn, tail.next_cursor).lines == ("row 300",)
 
 
 def test_a_container_without_awslogs_has_no_log_to_read(aws, cluster, ecs):

@@ -10,11 +10,13 @@ import pytest
 from django.conf import settings
 from django.urls import reverse
 
+from executors.memory import MemoryExecutor
 from jobs.engine import AttemptStatus
 from jobs.logs import LINE_BYTES, PAGE_BYTES, PAGE_LINES
 from jobs.models import TaskRun, Trigger
 from jobs.orchestrator import trigger_run
-from tests.conftest import make_process
+from jobs.submission import submit_task_run
+from tests.conftest import make_process, serve_memory
 from tests.orchestrator.driving import drive
 
 pytestmark = pytest.mark.django_db(transaction=True)
@@ -158,3 +160,29 @@ def test_an_unknown_attempt_is_a_404_and_a_visitor_logs_in(client, admin_user, n
     assert client.get(reverse(name, args=[999_999])).status_code == 302
     client.force_login(admin_user)
     assert client.get(reverse(name, args=[999_999])).status_code == 404
+
+
+def test_a_log_kept_by_the_executor_reads_from_its_start_and_downloads_page_by_page(
+    logged_in, monkeypatch
+):
+    executor = serve_memory(monkeypatch, MemoryExecutor())
+    process = make_process("remote", {"remote": {"executor": "memory", "config": {}}})
+    attempt = trigger_run(process, Trigger.MANUAL).task_runs.get()
+    submit_task_run(attempt.pk)
+    attempt.refresh_from_db()
+    executor.write_log(attempt.external_id, "first", "ERROR second")
+
+    body = logged_in.get(reverse("task-run-log", args=[attempt.pk])).content
+    assert lines_of(body) == ["first", "ERROR second"]
+    assert b"Load earlier lines" not in body, "no earlier pages outside a file"
+    executor.write_log(attempt.external_id, "third")
+    response = more(logged_in, attempt, NEXT.search(body.decode()).group(1))
+    assert lines_of(response.content) == ["third"]
+    assert more(logged_in, attempt, "3").status_code == 204, "running, nothing new"
+    assert more(logged_in, attempt, "x").status_code == 400
+
+    download = logged_in.get(reverse("task-run-log-download", args=[attempt.pk]))
+    assert download["Content-Disposition"] == (
+        f'attachment; filename="remote-run{attempt.run_id}-remote-1.1.log"'
+    )
+    assert b"".join(download.streaming_content) == b"first\nERROR second\nthird\n"
