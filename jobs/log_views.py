@@ -35,7 +35,9 @@ def _attempt(task_run_id: int) -> TaskRun:
 def task_log(request: HttpRequest, task_run_id: int) -> HttpResponse:
     task_run = _attempt(task_run_id)
     page = logs.read_tail(task_run)
-    context = {"task_run": task_run, "page": page, "polling": not page.problem}
+    # An attempt that has not started polls too: its log is read from the start once it has one.
+    polling = not page.problem or not task_run.log_ref
+    context = {"task_run": task_run, "page": page, "polling": polling}
     return render(request, "jobs/task_log.html", context)
 
 

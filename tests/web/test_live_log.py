@@ -120,6 +120,15 @@ def test_new_lines_come_after_the_cursor_and_polling_stops_once_all_is_read(logg
     assert lines_of(last.content) == [] and b"badge-succeeded" in last.content
 
 
+def test_an_attempt_that_has_not_started_is_polled_until_it_has_a_log(logged_in):
+    process = make_process("later", {"a": {}, "b": {"requires": ["a"]}})
+    waiting = trigger_run(process, Trigger.MANUAL).task_runs.get(task_name="b")
+    body = logged_in.get(reverse("task-run-log", args=[waiting.pk])).content.decode()
+    assert "has not started, so it has no log yet" in body
+    assert f'hx-get="/task-runs/{waiting.pk}/log/more" hx-trigger="every 1s"' in body
+    assert logged_in.get(reverse("task-run-log-more", args=[waiting.pk])).status_code == 204
+
+
 def test_nothing_new_for_a_running_attempt_is_an_empty_answer(logged_in):
     attempt = finished_attempt("b'one\\n'")
     TaskRun.objects.filter(pk=attempt.pk).update(status=AttemptStatus.RUNNING)
