@@ -30,6 +30,7 @@ bench: $(STAMP)
 	$(BIN)/python bench/local_submit.py
 	$(BIN)/python bench/dag_overhead.py
 	$(BIN)/python bench/poller.py
+	$(BIN)/python bench/pages.py
 
 # Regenerate the lock file after changing pyproject.toml (needs uv: pip install uv).
 lock:
