@@ -255,8 +255,8 @@ def fill() -> None:
         ):
             raw = data.getvalue().encode()
             with cursor.cursor.copy(f"COPY {table} ({columns}) FROM STDIN") as copy:
-                for start in range(0, len(raw), 1 << 22):
-                    copy.write(raw[start : start + (1 << 22)])
+                for offset in range(0, len(raw), 1 << 22):
+                    copy.write(raw[offset : offset + (1 << 22)])
             cursor.execute(
                 f"SELECT setval(pg_get_serial_sequence('{table}', 'id'),"
                 f" (SELECT max(id) FROM {table}))"
