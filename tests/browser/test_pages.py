@@ -46,3 +46,24 @@ def test_the_admin_names_what_is_wrong_with_a_process(page):
     assert page.input_value("#id_tasks-1-config") == '{"command": ["true"],}', (
         "nothing typed is lost"
     )
+
+
+def test_the_kill_button_stops_a_running_local_task(page):
+    from jobs.submission import submit_task_run
+    from tests.workers import alive, task_pid, wait_until_this_process_recorded_its_exits
+
+    process = make_process("endless", {"only": {"config": {"command": ["sleep", "300"]}}})
+    run = trigger_run(process, Trigger.MANUAL)
+    attempt = run.task_runs.get()
+    submit_task_run(attempt.pk)  # this process's local runtime runs it, as a worker would
+    attempt.refresh_from_db()
+    pid = task_pid(attempt)
+    assert alive(pid)
+    page.goto(f"/runs/{run.pk}/")
+    with page.expect_navigation():
+        page.click("button.danger")  # Kill
+    assert "kill requested" in page.inner_text("ul.messages")
+    page.wait_for_selector(".badge-killed", timeout=20_000)  # the live page shows the end
+    wait_until_this_process_recorded_its_exits()
+    assert not alive(pid), "the task's process is gone"
+    page.screenshot(path=str(SCREENSHOTS / "run_killed.png"), full_page=True)
