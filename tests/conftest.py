@@ -40,6 +40,9 @@ def _drop_stray_connections(django_db_setup, django_db_blocker):
     yield
     if connection.vendor != "postgresql":
         return
+    # On a fresh connection: this one may itself have been terminated by a test that
+    # terminates connections (the database-fault attacks), and a dead one cannot be used.
+    connection.close()
     with django_db_blocker.unblock(), connection.cursor() as cursor:
         cursor.execute(
             "SELECT pg_terminate_backend(pid) FROM pg_stat_activity"
