@@ -342,8 +342,7 @@ class ProcessRunAdmin(admin.ModelAdmin):
     @admin.display(description="Duration")
     def duration(self, run: ProcessRun) -> str:
         """How long the run took, or has taken so far."""
-        end = run.finished_at or (timezone.now() if run.started_at else None)
-        return describe.span(run.started_at, end)
+        return describe.short(describe.duration(run, timezone.now()))
 
     @admin.display(description="Task metadata")
     def task_metadata(self, run: ProcessRun) -> str:

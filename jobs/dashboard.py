@@ -11,7 +11,7 @@ from __future__ import annotations
 from collections import defaultdict
 from collections.abc import Iterable
 from dataclasses import dataclass
-from datetime import datetime, timedelta
+from datetime import datetime
 from functools import cache
 from typing import NamedTuple
 
@@ -21,7 +21,7 @@ from django.urls import reverse
 from django.utils.html import escape
 from django.utils.safestring import SafeString, mark_safe
 
-from jobs.describe import short
+from jobs.describe import duration, short
 from jobs.engine import RunStatus
 from jobs.models import ProcessDefinition, ProcessRun, TaskEvent
 
@@ -153,14 +153,6 @@ def _tooltip(run: RunDot, now: datetime) -> str:
     if run.started_at is not None:
         parts.append(short(duration(run, now)))
     return " · ".join(parts)
-
-
-def duration(run: ProcessRun | RunDot, now: datetime | None = None) -> timedelta | None:
-    """How long a run took, or has taken so far (with ``now``)."""
-    end = run.finished_at or now
-    if run.started_at is None or end is None:
-        return None
-    return end - run.started_at
 
 
 def cards(filters: Filters, now: datetime) -> list[ProcessCard]:

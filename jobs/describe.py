@@ -5,6 +5,7 @@ from __future__ import annotations
 
 from collections.abc import Iterable
 from datetime import datetime, timedelta
+from typing import Protocol
 
 from django.conf import settings
 from django.utils.timesince import timesince
@@ -66,10 +67,21 @@ def usd(amount: float | None) -> str:
     return f"${amount:.4f}" if amount < 1 else f"${amount:,.2f}"
 
 
-def span(start: datetime | None, end: datetime | None) -> str:
-    """How long from ``start`` to ``end`` (see ``short``); "—" if either is missing (a run
-    not started)."""
-    return short(end - start if start is not None and end is not None else None)
+class Timed(Protocol):
+    """A run, an attempt, or a run's row on the dashboard: anything that starts and ends."""
+
+    @property
+    def started_at(self) -> datetime | None: ...
+    @property
+    def finished_at(self) -> datetime | None: ...
+
+
+def duration(timed: Timed, now: datetime | None = None) -> timedelta | None:
+    """How long it took, or (with ``now``) has taken so far; None if it never started."""
+    end = timed.finished_at or now
+    if timed.started_at is None or end is None:
+        return None
+    return end - timed.started_at
 
 
 def short(took: timedelta | None) -> str:

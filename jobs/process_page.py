@@ -29,8 +29,7 @@ from django.views.decorators.http import require_POST
 
 from jobs import dag
 from jobs.actions import record_run_now, set_paused
-from jobs.dashboard import duration
-from jobs.describe import short
+from jobs.describe import duration, short
 from jobs.engine import RunStatus
 from jobs.json_input import JsonInputError, parse_json_object
 from jobs.models import ProcessDefinition, ProcessRun, ScheduleKind, TaskRun, Trigger

@@ -8,7 +8,7 @@ page polls for its body and gets nothing back (204) until something changed.
 from __future__ import annotations
 
 from dataclasses import dataclass
-from datetime import datetime, timedelta
+from datetime import datetime
 
 from django.contrib import messages
 from django.contrib.auth.decorators import login_required
@@ -21,9 +21,8 @@ from django.utils import timezone
 from django.views.decorators.http import require_POST
 
 from jobs import dag, describe
-from jobs.dashboard import duration
-from jobs.describe import short
-from jobs.engine import ACTIVE_ATTEMPT, FINAL_RUN, RunStatus, waiting_reasons
+from jobs.describe import duration, short
+from jobs.engine import FINAL_RUN, RunStatus, waiting_reasons
 from jobs.models import ProcessRun, TaskMetadata, TaskRun
 from jobs.orchestrator import (
     TriggerError,
@@ -70,17 +69,12 @@ def _lines(run: ProcessRun, attempts: list[TaskRun], now: datetime) -> list[Atte
             attempt=a,
             why=describe.waiting(a, now)
             or (why.get(a.task_name, a.reason) if latest[a.task_name] is a else a.reason),
-            took=short(_took(a, now)) if a.started_at else "",
+            took=short(duration(a, now)) if a.started_at else "",
             resources=describe.resources(a),
             cost=describe.usd(describe.cost(a)),
         )
         for a in ordered
     ]
-
-
-def _took(attempt: TaskRun, now: datetime) -> timedelta | None:
-    end = attempt.finished_at or (now if attempt.status in ACTIVE_ATTEMPT else None)
-    return end - attempt.started_at if end and attempt.started_at else None
 
 
 def marker(run: ProcessRun) -> str:
