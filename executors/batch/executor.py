@@ -126,22 +126,16 @@ class BatchExecutor:
 
     def _jobs_named(self, batch: Any, queue: str, name: str) -> list[once.Started]:
         # With a filter, ListJobs returns jobs in every status (of Batch's recent history).
-        request: dict[str, Any] = {
-            "jobQueue": queue,
-            "filters": [{"name": "JOB_NAME", "values": [name]}],
-        }
-        jobs: list[once.Started] = []
+        pages = batch.get_paginator("list_jobs").paginate(
+            jobQueue=queue, filters=[{"name": "JOB_NAME", "values": [name]}]
+        )
         with aws_call("ListJobs"):
-            while True:
-                page = batch.list_jobs(**request)
-                jobs += [
-                    _started(job)
-                    for job in page.get("jobSummaryList", [])
-                    if job["jobName"] == name
-                ]
-                if not page.get("nextToken"):
-                    return jobs
-                request["nextToken"] = page["nextToken"]
+            return [
+                _started(job)
+                for page in pages
+                for job in page.get("jobSummaryList", [])
+                if job["jobName"] == name
+            ]
 
     # ---- follow and stop ----
 
@@ -224,15 +218,11 @@ class BatchExecutor:
 
     def _latest_holding(self, batch: Any, name: str, compared: Mapping[str, Any]) -> str | None:
         """The latest active revision, if it holds what Sundial would register."""
-        request: dict[str, Any] = {"jobDefinitionName": name, "status": "ACTIVE"}
-        revisions: list[dict[str, Any]] = []
+        pages = batch.get_paginator("describe_job_definitions").paginate(
+            jobDefinitionName=name, status="ACTIVE"
+        )
         with aws_call("DescribeJobDefinitions"):
-            while True:
-                page = batch.describe_job_definitions(**request)
-                revisions += page.get("jobDefinitions", [])
-                if not page.get("nextToken"):
-                    break
-                request["nextToken"] = page["nextToken"]
+            revisions = [d for page in pages for d in page.get("jobDefinitions", [])]
         if not revisions:
             return None
         latest = max(revisions, key=lambda d: d["revision"])
