@@ -3,7 +3,7 @@
 Fills a database of its own with 1,000 processes of 10 tasks each (10,000 tasks) and 100
 runs per process of one attempt per task (100,000 runs, 1,000,000 attempts), then prints
 `name: value` lines, each beside what it must be or its target:
-  dashboard_queries / dashboard_ms          /  (every process)
+  dashboard_queries / dashboard_ms          /  (counts every process; shows its first page)
   process_page_queries / process_page_ms    /processes/<name>/  (a process with 100 runs)
   run_page_queries / run_page_ms            /runs/<id>/  (its latest run, one still running)
   log_tail_ms                               /task-runs/<id>/log  (the tail of a 100 MB log)

@@ -3,19 +3,32 @@
 A process is green when its latest *finished* run succeeded, red when it failed or was
 killed, grey when it is paused or has never finished a run; a ring says a run is going now.
 A skipped or queued trigger changes none of that, so it never hides a running or a failed
-run. Everything comes from a fixed number of queries, however many processes and runs.
+run. Everything comes from a fixed number of queries, however many processes and runs, and
+the board shows them a page at a time (failing first), counting every one.
 """
 
 from __future__ import annotations
 
 from collections import defaultdict
-from collections.abc import Iterable
 from dataclasses import dataclass
 from datetime import datetime
 from functools import cache
 from typing import NamedTuple
 
-from django.db.models import F, Max, Prefetch, Q, QuerySet, Window
+from django.db.models import (
+    Case,
+    Count,
+    Exists,
+    F,
+    Max,
+    OuterRef,
+    Q,
+    QuerySet,
+    Subquery,
+    Value,
+    When,
+    Window,
+)
 from django.db.models.functions import RowNumber
 from django.urls import reverse
 from django.utils.html import escape
@@ -26,6 +39,10 @@ from jobs.engine import RunStatus
 from jobs.models import ProcessDefinition, ProcessRun, TaskEvent
 
 RECENT_RUNS = 20
+# Processes on one page of the board. Failing ones come first, so every red light is on the
+# first page unless more than this many fail; past it, a page of 20,000 squares costs the
+# server and the browser more than a person can read.
+PAGE_SIZE = 100
 FINISHED = (RunStatus.SUCCEEDED, RunStatus.FAILED, RunStatus.KILLED)
 COLOURS = ("red", "green", "grey")  # in the order the dashboard lists them
 _RUN_FIELDS = (
@@ -54,20 +71,25 @@ class Filters:
     text: str = ""  # part of a process's name
     owner: str = ""
     colour: str = ""  # one of COLOURS, or "running"
+    page: int = 1
 
     @classmethod
     def from_query(cls, query: dict[str, str]) -> Filters:
+        """Unknown values are read as "every": a hand-edited URL shows the board, not an
+        error (a page past the last one shows the last)."""
         colour = query.get("status", "")
+        page = query.get("page", "")
         return cls(
             text=query.get("q", "").strip(),
             owner=query.get("owner", "").strip(),
             colour=colour if colour in (*COLOURS, "running") else "",
+            page=max(1, int(page)) if page.isdecimal() and len(page) < 7 else 1,
         )
 
 
 class RunDot(NamedTuple):
     """A recent run as its square needs it: a plain row, not a model instance (a page of
-    1,000 processes reads 20,000 of them)."""
+    the board reads 2,000 of them)."""
 
     pk: int
     status: str
@@ -116,7 +138,7 @@ class ProcessCard:
     def squares(self) -> SafeString:
         """A square per recent run, linking it, with its tooltip ("run 42 · failed ·
         schedule · 2026-… · 1m 03s"). Joined here rather than in the template: a page of
-        1,000 processes has 20,000 of them, and a template loop (or format_html) per square
+        the board has 2,000 of them, and a template loop (or format_html) per square
         took most of the page's time. Every text in it is escaped."""
         path = _runs_path()
         return mark_safe(
@@ -141,6 +163,24 @@ class ProcessCard:
 SPARK_WIDTH, SPARK_HEIGHT = 80, 18
 
 
+@dataclass(frozen=True)
+class Board:
+    cards: list[ProcessCard]  # one page of the processes the filters let through
+    counts: dict[str, int]  # by colour, and "running", over every page
+    total: int  # processes the filters let through, on every page
+    page: int
+    pages: int
+
+    @property
+    def first(self) -> int:
+        """The position of the page's first process among all it pages through (1-based)."""
+        return (self.page - 1) * PAGE_SIZE + 1 if self.cards else 0
+
+    @property
+    def last(self) -> int:
+        return self.first + len(self.cards) - 1 if self.cards else 0
+
+
 @cache
 def _runs_path() -> str:
     """The run page's path without its id ("/runs/"), looked up once."""
@@ -155,45 +195,87 @@ def _tooltip(run: RunDot, now: datetime) -> str:
     return " · ".join(parts)
 
 
-def cards(filters: Filters, now: datetime) -> list[ProcessCard]:
-    """Every live process the filters let through, with what its card shows at ``now``."""
-    processes = list(_processes(filters))
+def board(filters: Filters, now: datetime) -> Board:
+    """The page of the board the filters ask for: the counts of every process they let
+    through, and the cards of one page of them, failing first, the rest by name."""
+    matching = _with_colour(filters)
+    counts = matching.aggregate(
+        **{colour: Count("pk", filter=Q(colour=colour)) for colour in COLOURS},
+        running=Count("pk", filter=Q(running_now=True)),
+    )
+    total = counts[filters.colour] if filters.colour else sum(counts[c] for c in COLOURS)
+    pages = max(1, -(-total // PAGE_SIZE))
+    page = min(filters.page, pages)
+    if filters.colour == "running":
+        matching = matching.filter(running_now=True)
+    elif filters.colour:
+        matching = matching.filter(colour=filters.colour)
+    start = (page - 1) * PAGE_SIZE
+    processes = list(
+        matching.annotate(
+            last_finished_id=Subquery(_latest_finished().values("pk")[:1]),
+            failing_first=Case(When(colour="red", then=0), default=1),
+        ).order_by("failing_first", "name")[start : start + PAGE_SIZE]
+    )
+    ids = [p.pk for p in processes]
+    runs = ProcessRun.objects.filter(
+        Q(pk__in=[p.last_finished_id for p in processes if p.last_finished_id])
+        | Q(definition__in=ids, status=RunStatus.RUNNING)
+    ).only(*_RUN_FIELDS)
+    by_id = {run.pk: run for run in runs}
     running: dict[int, list[ProcessRun]] = defaultdict(list)
-    for run in ProcessRun.objects.filter(
-        status=RunStatus.RUNNING, definition__in=[p.pk for p in processes]
-    ).only(*_RUN_FIELDS):
-        running[run.definition_id].append(run)
-    recent = _recent_runs(processes)
-    made = [
-        _card(process, recent[process.pk], sorted(running[process.pk], key=lambda r: r.pk), now)
+    for run in sorted(by_id.values(), key=lambda r: r.pk):
+        if run.status == RunStatus.RUNNING:
+            running[run.definition_id].append(run)
+    recent = _recent_runs(ids)
+    cards = [
+        ProcessCard(
+            process,
+            process.colour,
+            running[process.pk],
+            recent[process.pk],
+            by_id.get(process.last_finished_id),
+            now,
+        )
         for process in processes
     ]
-    # Failing processes first, where they are seen without scrolling; the rest by name.
-    made.sort(key=lambda card: card.colour != "red")
-    if filters.colour == "running":
-        return [card for card in made if card.running]
-    if filters.colour:
-        return [card for card in made if card.colour == filters.colour]
-    return made
+    return Board(cards, counts, total, page, pages)
 
 
-def _processes(filters: Filters) -> QuerySet[ProcessDefinition]:
-    """The processes with their recent runs and latest finished run: two sliced prefetches,
-    one query each whatever the number of processes."""
+def _latest_finished() -> QuerySet[ProcessRun]:
+    """A process's finished runs, newest first (walks the (definition, id) index backwards,
+    so its first row costs one index probe, however long the history)."""
+    return ProcessRun.objects.filter(definition=OuterRef("pk"), status__in=FINISHED).order_by("-id")
+
+
+def _with_colour(filters: Filters) -> QuerySet[ProcessDefinition]:
+    """The live processes the text and owner filters let through, each with its colour and
+    whether a run is going now, computed by the database (the counts and the order need
+    them for every process, not just the page shown)."""
     chosen = ProcessDefinition.objects.filter(archived=False)
     if filters.text:
         chosen = chosen.filter(name__icontains=filters.text)
     if filters.owner:
         chosen = chosen.filter(owner=filters.owner)
-    finished = ProcessRun.objects.only(*_RUN_FIELDS).filter(status__in=FINISHED).order_by("-id")
-    return chosen.prefetch_related(Prefetch("runs", queryset=finished[:1], to_attr="finished_runs"))
+    return chosen.annotate(
+        last_status=Subquery(_latest_finished().values("status")[:1]),
+        colour=Case(
+            When(paused=True, then=Value("grey")),
+            When(last_status=RunStatus.SUCCEEDED, then=Value("green")),
+            When(last_status__in=[RunStatus.FAILED, RunStatus.KILLED], then=Value("red")),
+            default=Value("grey"),
+        ),
+        running_now=Exists(
+            ProcessRun.objects.filter(definition=OuterRef("pk"), status=RunStatus.RUNNING)
+        ),
+    )
 
 
-def _recent_runs(processes: Iterable[ProcessDefinition]) -> dict[int, list[RunDot]]:
+def _recent_runs(process_ids: list[int]) -> dict[int, list[RunDot]]:
     """Each process's newest RECENT_RUNS runs, oldest first, in one query (a window
     function per process), as plain rows."""
     ranked = (
-        ProcessRun.objects.filter(definition__in=[p.pk for p in processes])
+        ProcessRun.objects.filter(definition__in=process_ids)
         .annotate(
             rank=Window(RowNumber(), partition_by=F("definition_id"), order_by=F("id").desc())
         )
@@ -205,23 +287,6 @@ def _recent_runs(processes: Iterable[ProcessDefinition]) -> dict[int, list[RunDo
     for definition_id, *row in ranked:
         recent[definition_id].append(RunDot(*row))
     return recent
-
-
-def _card(
-    process: ProcessDefinition, recent: list[RunDot], running: list[ProcessRun], now: datetime
-) -> ProcessCard:
-    last = process.finished_runs[0] if process.finished_runs else None
-    if process.paused or last is None:
-        colour = "grey"
-    else:
-        colour = "green" if last.status == RunStatus.SUCCEEDED else "red"
-    return ProcessCard(process, colour, running, recent, last, now)
-
-
-def counts(shown: list[ProcessCard]) -> dict[str, int]:
-    tally = {colour: sum(card.colour == colour for card in shown) for colour in COLOURS}
-    tally["running"] = sum(bool(card.running) for card in shown)
-    return tally
 
 
 def owners() -> list[str]:

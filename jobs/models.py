@@ -202,7 +202,12 @@ class ProcessRun(models.Model):
                 fields=["definition", "scheduled_for"], name="run_unique_scheduled_for"
             ),
         ]
-        indexes = [models.Index(fields=["definition", "status"])]
+        indexes = [
+            models.Index(fields=["definition", "status"]),
+            # A process's runs newest first: its latest finished run (the dashboard's colour)
+            # and its recent runs cost an index probe, however long its history.
+            models.Index(fields=["definition", "id"], name="run_definition_newest"),
+        ]
 
     def __str__(self) -> str:
         return f"{self.definition.name} #{self.pk}"

@@ -76,15 +76,23 @@ def home(request: HttpRequest) -> HttpResponse:
     if request.htmx and request.GET.get("since") == marker:
         return HttpResponse(status=204)
     now = timezone.now()
-    shown = dashboard.cards(filters, now)
+    board = dashboard.board(filters, now)
     asked = {k: v for k, v in request.GET.items() if k in ("q", "owner", "status") and v}
+
+    def page_url(page: int, **more: str) -> str:
+        on_page = {"page": str(page)} if page > 1 else {}
+        return f"{request.path}?{urlencode({**asked, **on_page, **more})}"
+
     context = {
-        "cards": [(card, next_fire_text(card.process)) for card in shown],
-        "counts": dashboard.counts(shown),
+        "cards": [(card, next_fire_text(card.process)) for card in board.cards],
+        "board": board,
+        "counts": board.counts,
         "filters": filters,
+        "previous_url": page_url(board.page - 1) if board.page > 1 else "",
+        "next_url": page_url(board.page + 1) if board.page < board.pages else "",
         "owners": dashboard.owners(),
         "status_choices": dashboard.STATUS_CHOICES,
-        "refresh_url": f"{request.path}?{urlencode({**asked, 'since': marker})}",
+        "refresh_url": page_url(board.page, since=marker),
         "spark": {"width": dashboard.SPARK_WIDTH, "height": dashboard.SPARK_HEIGHT},
     }
     template = "jobs/partials/board.html" if request.htmx else "jobs/dashboard.html"

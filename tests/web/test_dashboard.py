@@ -157,3 +157,26 @@ def test_failing_processes_come_first_the_rest_by_name(admin_client):
     html = board(admin_client)
     order = re.findall(r'<tr class="process[^"]*">.*?>(\w+)</a>', html, flags=re.S)
     assert order == ["beta", "alpha", "gamma"]
+
+
+def test_the_board_pages_failing_first_and_counts_every_page(admin_client, monkeypatch):
+    monkeypatch.setattr("jobs.dashboard.PAGE_SIZE", 2)
+    for name, status in (("a", "succeeded"), ("b", "succeeded"), ("c", "failed"), ("d", "running")):
+        run(make_process(name), status)
+    run(make_process("e"), "failed")
+    first = board(admin_client)
+    assert re.findall(r'<tr class="process[^"]*">.*?>(\w+)</a>', first, flags=re.S) == ["c", "e"]
+    assert "2 failing" in first and "2 green" in first and "1 running" in first
+    assert "1\N{EN DASH}2 of 5 (page 1 of 3)" in first and "previous</a>" not in first
+    (next_url,) = re.findall(r'<a href="([^"]+)"[^>]*>next \S</a>', first)
+    second = admin_client.get(next_url.replace("&amp;", "&")).content.decode()
+    assert re.findall(r'<tr class="process[^"]*">.*?>(\w+)</a>', second, flags=re.S) == ["a", "b"]
+    # The refresh of a page asks for that page.
+    assert re.search(r'<section id="board" hx-get="[^"]*page=2&amp;since=', second)
+    # A page past the last shows the last; a page that is not a number, the first.
+    past_the_end = board(admin_client, page="99")
+    assert ">d</a>" in past_the_end and "page 3 of 3" in past_the_end
+    assert "page 1 of 3" in board(admin_client, page="two")
+    # A colour filter pages through that colour only, and the counts stay those of all.
+    only_red = board(admin_client, status="red")
+    assert "pager" not in only_red and "2 green" in only_red
