@@ -4,7 +4,7 @@ VENV := .venv
 BIN := $(VENV)/bin
 STAMP := $(VENV)/.installed-$(shell sha256sum requirements.lock | cut -c1-16)
 
-.PHONY: run test lint bench lock clean
+.PHONY: run test lint bench screenshots lock clean
 
 $(STAMP): requirements.lock
 	@$(PYTHON) -c 'import sys; sys.exit(sys.version_info < (3, 11) and "Sundial needs Python 3.11 or newer")'
@@ -31,6 +31,10 @@ bench: $(STAMP)
 	$(BIN)/python bench/dag_overhead.py
 	$(BIN)/python bench/poller.py
 	$(BIN)/python bench/pages.py
+
+# The README's pictures: docs/screenshots/*.png from a throwaway Sundial (needs chromium).
+screenshots: $(STAMP)
+	$(BIN)/python scripts/screenshots.py
 
 # Regenerate the lock file after changing pyproject.toml (needs uv: pip install uv).
 lock:
