@@ -18,6 +18,7 @@ SUBMIT = "jobs.tasks.submit_task_run"
 TERMINATE = "jobs.tasks.terminate_task_run"
 ADVANCE = "jobs.tasks.advance_run"
 SETTLE = "jobs.tasks.settle_definition"
+NOTICE = "notifications.tasks.notice_run"  # who hears of a finished run (notifications/)
 
 
 def after_commit(task_name: str, *args: object, countdown: float | None = None) -> None:

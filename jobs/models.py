@@ -63,6 +63,36 @@ class ProcessDefinition(models.Model):
     next_fire_at = models.DateTimeField(null=True, blank=True, editable=False, db_index=True)
     paused = models.BooleanField(default=False)
     critical = models.BooleanField(default=False, help_text="Failures page PagerDuty.")
+    # Alerts (notifications/): when the on-call is paged, and what else counts as trouble.
+    page_after_failures = models.PositiveIntegerField(
+        default=1,
+        validators=[MinValueValidator(1)],
+        help_text="Critical processes page after this many failed runs in a row.",
+    )
+    missed_start_grace_s = models.PositiveIntegerField(
+        "missed start grace (s)",
+        default=300,
+        help_text="A scheduled run not started this many seconds after its time raises an alert.",
+    )
+    long_running_after_s = models.PositiveIntegerField(
+        "long running after (s)",
+        null=True,
+        blank=True,
+        help_text="A run going on longer than this raises an alert. Empty: no fixed threshold.",
+    )
+    long_running_factor = models.FloatField(
+        null=True,
+        blank=True,
+        validators=[MinValueValidator(1)],
+        help_text="A run going on longer than this times the p95 of its last 30 successful"
+        " runs raises an alert (e.g. 2). Empty: off.",
+    )
+    deadline = models.TimeField(
+        null=True,
+        blank=True,
+        help_text="An alert when no run has succeeded by this time of day, in the process's"
+        " time zone. Empty: none.",
+    )
     owner = models.CharField(max_length=100, blank=True, help_text="Team or person responsible.")
     archived = models.BooleanField(
         default=False, help_text="Archived processes never run; their history stays readable."
@@ -207,6 +237,8 @@ class ProcessRun(models.Model):
             # A process's runs newest first: its latest finished run (the dashboard's colour)
             # and its recent runs cost an index probe, however long its history.
             models.Index(fields=["definition", "id"], name="run_definition_newest"),
+            # Runs finished lately: the notifications' reconciler looks for any not noticed.
+            models.Index(fields=["finished_at"], name="run_finished_at"),
         ]
 
     def __str__(self) -> str:

@@ -419,6 +419,7 @@ def _finish_run(run: ProcessRun, status: RunStatus, reason: str, now: datetime) 
     # Queued runs and continuous schedules wait for this one; deciding for them locks the
     # definition, which must not happen under this run's lock.
     dispatch.after_commit(dispatch.SETTLE, run.definition_id)
+    dispatch.after_commit(dispatch.NOTICE, run.pk)
     return True
 
 
@@ -455,6 +456,7 @@ def request_kill(run_id: int, *, user: User | None = None, reason: str = "killed
                     ),
                 ]
             )
+            dispatch.after_commit(dispatch.NOTICE, run_id)
         advance_run(run_id, now)
     return True
 

@@ -154,6 +154,32 @@ SUNDIAL_SHUTDOWN_GRACE_S = env_float("SUNDIAL_SHUTDOWN_GRACE_S", 10.0)
 # A cron fire time counts as "on time" when the tick is at most this late.
 SUNDIAL_MISFIRE_GRACE_S = env_float("SUNDIAL_MISFIRE_GRACE_S", 60.0, minimum=1.0)
 
+# ---- Notifications ----
+# Links in emails, webhooks and Slack messages start here (the address people open).
+SUNDIAL_BASE_URL = (env_str("SUNDIAL_BASE_URL", SUNDIAL_API_URL) or "").rstrip("/")
+# Critical processes with no PagerDuty subscription of their own page this service.
+SUNDIAL_PAGERDUTY_ROUTING_KEY = env_str("SUNDIAL_PAGERDUTY_ROUTING_KEY") or ""
+# Where the PagerDuty Events API is (tests point it at a local HTTPS server).
+SUNDIAL_PAGERDUTY_EVENTS_URL = env_str("SUNDIAL_PAGERDUTY_EVENTS_URL") or ""
+# A delivery is tried at most this many times (with a growing delay) before it is given up.
+SUNDIAL_DELIVERY_MAX_ATTEMPTS = env_int("SUNDIAL_DELIVERY_MAX_ATTEMPTS", 10, minimum=1)
+# A delivery claimed this long ago by a worker that never finished it is tried again.
+SUNDIAL_DELIVERY_STUCK_AFTER_S = env_float("SUNDIAL_DELIVERY_STUCK_AFTER_S", 300.0, minimum=30)
+# Email: Django's own settings, from the environment (the console when no host is set).
+EMAIL_HOST = env_str("EMAIL_HOST") or ""
+EMAIL_PORT = env_int("EMAIL_PORT", 25, minimum=1)
+EMAIL_HOST_USER = env_str("EMAIL_HOST_USER") or ""
+EMAIL_HOST_PASSWORD = env_str("EMAIL_HOST_PASSWORD") or ""
+EMAIL_USE_TLS = env_bool("EMAIL_USE_TLS", False)
+EMAIL_USE_SSL = env_bool("EMAIL_USE_SSL", False)
+EMAIL_TIMEOUT = env_int("EMAIL_TIMEOUT", 30, minimum=1)
+DEFAULT_FROM_EMAIL = env_str("DEFAULT_FROM_EMAIL", "sundial@localhost") or "sundial@localhost"
+EMAIL_BACKEND = (
+    "django.core.mail.backends.smtp.EmailBackend"
+    if EMAIL_HOST
+    else "django.core.mail.backends.console.EmailBackend"
+)
+
 # ---- AWS (Batch, ECS, CloudWatch Logs) ----
 # Credentials come from the default AWS chain; AWS_ENDPOINT_URL points at moto or LocalStack.
 # The region tasks run in unless their config names one. AWS_REGION is read here because

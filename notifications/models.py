@@ -1,0 +1,146 @@
+"""Who is told about a process (subscriptions), what is open about it (alerts), and every
+send, written before it is tried (deliveries)."""
+
+from __future__ import annotations
+
+from django.db import models
+from django.db.models import Q
+
+from jobs.models import ProcessDefinition, ProcessRun
+from notifications.decide import POLICY_LABELS, AlertKind, Event, Policy
+from notifications.registry import choices as channel_choices
+
+
+class Subscription(models.Model):
+    process = models.ForeignKey(
+        ProcessDefinition, on_delete=models.CASCADE, related_name="subscriptions"
+    )
+    channel = models.CharField(max_length=12, choices=channel_choices)
+    target = models.CharField(
+        max_length=1000,
+        blank=True,
+        help_text="Addresses, a routing key or a URL, depending on the channel.",
+    )
+    policy = models.CharField(
+        max_length=32,
+        choices=[(policy.value, label) for policy, label in POLICY_LABELS.items()],
+        default=Policy.ON_STATE_CHANGE_AND_FAILURES.value,
+        help_text="Which finished runs it hears of (PagerDuty: alerts only).",
+    )
+    secret = models.CharField(
+        max_length=200, blank=True, help_text="Webhooks: the key their HMAC-SHA256 signature uses."
+    )
+    # Set when the channel refused a delivery for good (an address or key it does not know):
+    # shown in the admin and on the process page until a send succeeds again.
+    broken_at = models.DateTimeField(null=True, blank=True)
+    broken_reason = models.TextField(blank=True)
+    created_at = models.DateTimeField(auto_now_add=True)
+
+    class Meta:
+        ordering = ["process", "id"]
+
+    def __str__(self) -> str:
+        return f"{self.get_channel_display()} for {self.process.name}"
+
+
+class Alert(models.Model):
+    """One occurrence of a condition about a process, open until it clears."""
+
+    process = models.ForeignKey(ProcessDefinition, on_delete=models.CASCADE, related_name="alerts")
+    kind = models.CharField(max_length=16, choices=[(k.value, k.value) for k in AlertKind])
+    # Tells occurrences apart: the fire time a start was missed at, the long run's id, the
+    # deadline's date, the run that opened a "failing" alert.
+    key = models.CharField(max_length=100)
+    message = models.TextField()
+    opened_at = models.DateTimeField(auto_now_add=True)
+    resolved_at = models.DateTimeField(null=True, blank=True)
+    resolution = models.TextField(blank=True)
+
+    class Meta:
+        ordering = ["-id"]
+        constraints = [
+            # Sent once per occurrence, however many scans or notices find it.
+            models.UniqueConstraint(fields=["process", "kind", "key"], name="alert_once"),
+            # A process is failing at most once at a time: one incident, updated.
+            models.UniqueConstraint(
+                fields=["process"],
+                condition=Q(kind=AlertKind.FAILING.value, resolved_at__isnull=True),
+                name="alert_one_failing_open",
+            ),
+        ]
+
+    def __str__(self) -> str:
+        return f"{self.process.name}: {self.kind} {self.key}"
+
+    @property
+    def dedup_key(self) -> str:
+        """The incident's key at PagerDuty: one per process for "failing" (every failure
+        updates the one incident), one per occurrence for the others."""
+        if self.kind == AlertKind.FAILING:
+            return f"sundial/{self.process.name}/failing"
+        return f"sundial/{self.process.name}/{self.kind}/{self.key}"
+
+
+class DeliveryStatus(models.TextChoices):
+    PENDING = "pending"  # to be tried (again) from next_try_at
+    SENDING = "sending"  # claimed by a worker
+    SENT = "sent"
+    FAILED = "failed"  # refused for good, or given up on after MAX_ATTEMPTS
+
+
+class Delivery(models.Model):
+    """One send of one notice to one recipient, recorded before it is tried."""
+
+    # What makes it happen once: the same run, alert change, channel and recipient always
+    # produce the same key, so a repeated or concurrent decision creates nothing new.
+    key = models.CharField(max_length=400, unique=True)
+    subscription = models.ForeignKey(
+        Subscription, null=True, blank=True, on_delete=models.SET_NULL, related_name="deliveries"
+    )
+    process = models.ForeignKey(
+        ProcessDefinition, on_delete=models.CASCADE, related_name="deliveries"
+    )
+    run = models.ForeignKey(
+        ProcessRun, null=True, blank=True, on_delete=models.CASCADE, related_name="deliveries"
+    )
+    alert = models.ForeignKey(
+        Alert, null=True, blank=True, on_delete=models.CASCADE, related_name="deliveries"
+    )
+    channel = models.CharField(max_length=12)
+    target = models.CharField(max_length=1000, blank=True)  # the one recipient; "": default
+    event = models.CharField(max_length=12, choices=[(e.value, e.value) for e in Event])
+    status = models.CharField(
+        max_length=8, choices=DeliveryStatus.choices, default=DeliveryStatus.PENDING
+    )
+    attempts = models.PositiveIntegerField(default=0)
+    error = models.TextField(blank=True)
+    created_at = models.DateTimeField(auto_now_add=True)
+    next_try_at = models.DateTimeField(null=True, blank=True)
+    claimed_at = models.DateTimeField(null=True, blank=True)
+    finished_at = models.DateTimeField(null=True, blank=True)
+
+    class Meta:
+        ordering = ["-id"]
+        verbose_name_plural = "deliveries"
+        indexes = [models.Index(fields=["status", "next_try_at"])]
+
+    def __str__(self) -> str:
+        return f"{self.channel} {self.event} ({self.status})"
+
+
+class RunNotice(models.Model):
+    """A run's ending whose news has been decided, written with its deliveries: a repeated
+    notice decides nothing twice, and the reconciler finds endings never noticed. A run
+    retried in place ends again later, with news of its own."""
+
+    run = models.ForeignKey(ProcessRun, on_delete=models.CASCADE, related_name="notices")
+    finished_at = models.DateTimeField()
+    decided_at = models.DateTimeField(auto_now_add=True)
+
+    class Meta:
+        constraints = [
+            models.UniqueConstraint(fields=["run", "finished_at"], name="notice_once_per_ending")
+        ]
+
+    def __str__(self) -> str:
+        return f"run {self.run_id} ended {self.finished_at:%Y-%m-%d %H:%M:%S}"
