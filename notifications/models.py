@@ -135,6 +135,7 @@ class RunNotice(models.Model):
 
     run = models.ForeignKey(ProcessRun, on_delete=models.CASCADE, related_name="notices")
     finished_at = models.DateTimeField()
+    status = models.CharField(max_length=10)  # how it ended: a retry's news follows from it
     decided_at = models.DateTimeField(auto_now_add=True)
 
     class Meta:

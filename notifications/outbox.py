@@ -30,7 +30,7 @@ from datetime import datetime, timedelta
 from django.conf import settings
 from django.core.exceptions import ValidationError
 from django.db import transaction
-from django.db.models import Exists, F, OuterRef, Q
+from django.db.models import Exists, F, OuterRef, Q, QuerySet
 from django.utils import timezone
 
 from jobs import dispatch
@@ -90,15 +90,13 @@ def notice_run(run_id: int) -> list[int]:
         if run is None:
             return []  # not finished (its end notices it) or never started (nothing to tell)
         process = ProcessDefinition.objects.select_for_update().get(pk=run.definition_id)
-        notice, new = RunNotice.objects.get_or_create(run=run, finished_at=run.finished_at)
+        notice, new = RunNotice.objects.get_or_create(
+            run=run, finished_at=run.finished_at, defaults={"status": run.status}
+        )
         if not new:
             return []  # noticed already: the first notice decided it all
         finished = ProcessRun.objects.filter(definition=process, status__in=REPORTED)
-        before = list(
-            finished.filter(pk__lt=run.pk)
-            .order_by("-id")
-            .values_list("status", flat=True)[: process.page_after_failures]
-        )
+        before = _statuses_before(run, finished, process.page_after_failures)
         failing = Alert.objects.filter(
             process=process, kind=decide.AlertKind.FAILING, resolved_at__isnull=True
         ).first()
@@ -125,6 +123,18 @@ def notice_run(run_id: int) -> list[int]:
 
 
 _ALERT_EVENTS = (decide.Event.ALERT, decide.Event.RESOLVED)
+
+
+def _statuses_before(run: ProcessRun, finished: QuerySet[ProcessRun], count: int) -> list[str]:
+    """How the process's runs ended before this ending, newest first (at most ``count``):
+    the run's own earlier ending first when it was retried in place, then older runs."""
+    own = list(
+        run.notices.exclude(finished_at=run.finished_at)
+        .order_by("-finished_at")
+        .values_list("status", flat=True)[:1]
+    )
+    older = finished.filter(pk__lt=run.pk).order_by("-id").values_list("status", flat=True)
+    return (own + list(older[:count]))[:count]
 
 
 def _leading_failures(statuses: Iterable[str]) -> int:
