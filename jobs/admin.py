@@ -47,6 +47,7 @@ from jobs.views import (
     schedule_summary,
     with_latest_run,
 )
+from notifications.admin import SubscriptionInline
 
 admin.site.register(User, UserAdmin)
 
@@ -88,7 +89,7 @@ class TaskInline(admin.StackedInline):
 @admin.register(ProcessDefinition)
 class ProcessDefinitionAdmin(admin.ModelAdmin):
     form = ProcessDefinitionForm
-    inlines = [TaskInline]
+    inlines = [TaskInline, SubscriptionInline]
     list_display = [
         "name",
         "schedule",
@@ -116,6 +117,19 @@ class ProcessDefinitionAdmin(admin.ModelAdmin):
                     "run_time_limit_s",
                     "paused",
                 ]
+            },
+        ),
+        (
+            "Alerts",
+            {
+                "fields": [
+                    "page_after_failures",
+                    "missed_start_grace_s",
+                    ("long_running_after_s", "long_running_factor"),
+                    "deadline",
+                ],
+                "description": "Who hears of them is set under Notifications below; critical"
+                " processes also page PagerDuty.",
             },
         ),
         ("History", {"fields": ["archived"]}),

@@ -48,6 +48,11 @@ class ProcessDefinitionForm(forms.ModelForm):
             "run_time_limit_s",
             "paused",
             "archived",
+            "page_after_failures",
+            "missed_start_grace_s",
+            "long_running_after_s",
+            "long_running_factor",
+            "deadline",
         ]
 
     def __init__(self, *args, **kwargs):

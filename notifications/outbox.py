@@ -202,13 +202,16 @@ def _record(
 ) -> list[int]:
     """Write a pending delivery per recipient (a key already written is left alone) and send
     them once the transaction commits; the ids of those written now."""
+    if alert is not None:
+        about = f"alert{alert.pk}"
+    else:
+        about = f"run{run.pk}" if run is not None else f"process{process.pk}"
     rows = []
     for key, event in told:
         subscription = heard.subscriptions[key]
         kind = KINDS[subscription.channel if subscription else "pagerduty"]
         raw = subscription.target if subscription else ""
         for target in _recipients(kind.recipients, raw):
-            about = f"alert{alert.pk}" if alert is not None else f"run{run.pk if run else 0}"
             digest = hashlib.sha256(target.encode()).hexdigest()[:16]
             rows.append(
                 Delivery(
@@ -233,6 +236,19 @@ def _record(
     for delivery_id in new:
         dispatch.after_commit(DELIVER, delivery_id)
     return new
+
+
+def send_test(subscription: Subscription) -> list[int]:
+    """A test message to each of the subscription's recipients (the admin's "send a test")."""
+    key = str(subscription.pk)
+    heard = _Audience([], {key: subscription})
+    with transaction.atomic():
+        return _record(
+            subscription.process,
+            heard,
+            [(key, decide.Event.TEST)],
+            tag=f"test{timezone.now().timestamp()}",
+        )
 
 
 def _recipients(split: Callable[[str], list[str]], raw: str) -> list[str]:

@@ -17,6 +17,8 @@ PROCESS_FIELDS = {
     "catch_up": "latest",
     "catch_up_window_seconds": "86400",
     "overlap": "skip",
+    "page_after_failures": "1",
+    "missed_start_grace_s": "300",
 }
 TASK_FIELDS = {
     "executor": "local",
@@ -44,6 +46,11 @@ def process_form(tasks: list[dict], *, existing: int = 0, **fields) -> dict:
         "tasks-INITIAL_FORMS": str(existing),
         "tasks-MIN_NUM_FORMS": "0",
         "tasks-MAX_NUM_FORMS": "1000",
+        # The notifications inline, with no rows unless a test adds some.
+        "subscriptions-TOTAL_FORMS": "0",
+        "subscriptions-INITIAL_FORMS": "0",
+        "subscriptions-MIN_NUM_FORMS": "0",
+        "subscriptions-MAX_NUM_FORMS": "1000",
     }
     for i, task in enumerate(tasks):
         data |= {f"tasks-{i}-{key}": value for key, value in {**TASK_FIELDS, **task}.items()}

@@ -26,6 +26,7 @@ def test_the_index_is_branded_and_puts_processes_first(admin_client):
     assert "Django administration" not in html and "Sundial</title>" in html
     assert sections(response) == [
         ("Processes and runs", ["ProcessDefinition", "ProcessRun"]),
+        ("Notifications", ["Alert", "Delivery", "Subscription"]),
         ("Accounts", ["Group", "User"]),
         (
             "Housekeeping",
