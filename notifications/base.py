@@ -61,6 +61,9 @@ class Outgoing:
     target: str  # one recipient: an address, a routing key, a URL ("" = the channel's default)
     notice: Notice
     secret: str = ""  # the subscription's signing secret (webhooks)
+    # The delivery's own key: the same on every try of it, so a receiver that got it once
+    # (sends are at least once) can tell a repeat.
+    delivery_key: str = ""
 
 
 class Channel(Protocol):

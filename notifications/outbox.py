@@ -282,7 +282,10 @@ def deliver(delivery_id: int) -> str | None:
     subscription = delivery.subscription
     try:
         outgoing = Outgoing(
-            delivery.target, notice_for(delivery), subscription.secret if subscription else ""
+            delivery.target,
+            notice_for(delivery),
+            secret=subscription.secret if subscription else "",
+            delivery_key=delivery.key,
         )
         channel_for(delivery.channel).notify(outgoing)
     except ChannelError as error:

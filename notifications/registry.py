@@ -56,7 +56,7 @@ KINDS: dict[str, ChannelKind] = {
         ChannelKind(
             "webhook",
             "Webhook",
-            "An https URL that receives a JSON POST, signed with the secret:"
+            "An http(s) URL that receives a JSON POST, signed with the secret:"
             " https://hooks.example.com/sundial",
             signed=True,
         ),

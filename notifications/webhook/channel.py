@@ -33,9 +33,10 @@ To verify, a receiver:
 
 A delivery is sent at least once: one answered after the timeout (10 s), or sent by a
 worker that died before recording it, is sent again later (with a new timestamp and
-signature), so a receiver that must act once should remember what it has seen, and should
-answer 2xx quickly. 408, 429 and 5xx answers are tried again with a growing delay; any
-other answer, a redirect included, fails the delivery for good and flags the subscription.
+signature) with the same ``X-Sundial-Delivery`` header: a receiver that must act once
+remembers the values it has seen, and answers 2xx quickly. 408, 429 and 5xx answers are
+tried again with a growing delay; any other answer, a redirect included, fails the
+delivery for good and flags the subscription.
 """
 
 from __future__ import annotations
@@ -52,6 +53,7 @@ from notifications import http
 from notifications.base import Notice, Outgoing
 
 SIGNATURE_HEADER = "X-Sundial-Signature"
+DELIVERY_HEADER = "X-Sundial-Delivery"
 
 
 class WebhookChannel:
@@ -61,7 +63,7 @@ class WebhookChannel:
 
     def notify(self, outgoing: Outgoing) -> None:
         body = http.dumps(payload(outgoing.notice))
-        headers = {}
+        headers = {DELIVERY_HEADER: outgoing.delivery_key}
         if outgoing.secret:
             headers[SIGNATURE_HEADER] = signature(outgoing.secret, body, int(time.time()))
         http.post_json(

@@ -107,6 +107,9 @@ def test_a_server_error_is_tried_again_and_then_arrives(receiver):
     assert len(receiver.received) == 2
     assert receiver.received[0].body == receiver.received[1].body
     assert all(verify(r.headers["X-Sundial-Signature"], r.body, SECRET) for r in receiver.received)
+    # The same delivery key both times: the receiver can tell the second is a repeat.
+    keys = {r.headers["X-Sundial-Delivery"] for r in receiver.received}
+    assert keys == {first.key}
 
 
 @pytest.mark.parametrize("status", [408, 429, 502, 503])
