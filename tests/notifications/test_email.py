@@ -23,8 +23,8 @@ from notifications.email.channel import channel, recipients
 from notifications.email.errors import classify
 from notifications.models import Delivery, DeliveryStatus, Subscription
 from tests.conftest import make_process
+from tests.notifications.flow import finish, make_due, send_due
 from tests.notifications.smtp import SmtpServer, serve_mail
-from tests.notifications.test_outbox import finish, make_due, send_due
 
 BASE_URL = "https://sundial.example.com"
 

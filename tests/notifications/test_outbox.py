@@ -15,6 +15,7 @@ from notifications.decide import AlertChange, AlertKind, Event
 from notifications.memory.channel import SHARED
 from notifications.models import Alert, Delivery, DeliveryStatus, RunNotice, Subscription
 from tests.conftest import make_process
+from tests.notifications.flow import finish, make_due, send_due
 
 pytestmark = pytest.mark.django_db
 
@@ -30,36 +31,6 @@ def memory_channel():
 def pager(monkeypatch):
     """The in-memory channel, as an incident channel (the way PagerDuty hears)."""
     monkeypatch.setitem(registry.KINDS, "memory", replace(registry.KINDS["memory"], incidents=True))
-
-
-def finish(process, status: str, reason: str = "") -> ProcessRun:
-    """A run of ``process`` that just ended with ``status``, noticed as its end would be."""
-    now = timezone.now()
-    run = ProcessRun.objects.create(
-        definition=process,
-        snapshot={},
-        trigger="manual",
-        status=status,
-        reason=reason,
-        started_at=now - timedelta(minutes=3),
-        finished_at=now,
-    )
-    outbox.notice_run(run.pk)
-    return run
-
-
-def send_due() -> list[str | None]:
-    """What a worker does with every delivery message: try each pending one that is due."""
-    due = Delivery.objects.filter(status=DeliveryStatus.PENDING).order_by("pk")
-    return [outbox.deliver(pk) for pk in due.values_list("pk", flat=True)]
-
-
-def make_due(delivery_ids=None) -> None:
-    """Let time pass: every pending delivery is due now."""
-    chosen = Delivery.objects.filter(status=DeliveryStatus.PENDING)
-    if delivery_ids is not None:
-        chosen = chosen.filter(pk__in=delivery_ids)
-    chosen.update(next_try_at=timezone.now() - timedelta(seconds=1))
 
 
 def sent(channel) -> list[tuple[str, str, str]]:
@@ -203,7 +174,7 @@ def test_a_resolve_never_overtakes_its_trigger(memory_channel):
     memory_channel.failures = 1
     send_due()  # the trigger fails for now
     finish(process, "succeeded")
-    trigger, resolve = Delivery.objects.order_by("pk")
+    _trigger, resolve = Delivery.objects.order_by("pk")
     assert outbox.deliver(resolve.pk) is None, "the resolve waits for its trigger"
     assert memory_channel.sent == []
     make_due()

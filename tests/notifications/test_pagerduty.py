@@ -5,7 +5,6 @@ classified without ever showing the routing key."""
 from __future__ import annotations
 
 import logging
-from datetime import timedelta
 
 import pytest
 import trustme
@@ -23,6 +22,7 @@ from notifications.notice import absolute
 from notifications.pagerduty import channel as pagerduty
 from tests.conftest import make_process, purge_task_queue
 from tests.notifications.fake_pagerduty import SLOW, FakePagerDuty, write_ca
+from tests.notifications.flow import finish, make_due, send_due
 from tests.orchestrator.driving import wait_for
 from tests.workers import Worker, stop_task_processes
 
@@ -49,35 +49,6 @@ def fake(ca, tmp_path, monkeypatch, settings):
         registry.channel_for.cache_clear()
         yield server
     registry.channel_for.cache_clear()
-
-
-def finish(process, status: str, reason: str = "") -> ProcessRun:
-    """A run of ``process`` that just ended with ``status``, noticed as its end would be."""
-    now = timezone.now()
-    run = ProcessRun.objects.create(
-        definition=process,
-        snapshot={},
-        trigger="schedule",
-        status=status,
-        reason=reason,
-        started_at=now - timedelta(minutes=3),
-        finished_at=now,
-    )
-    outbox.notice_run(run.pk)
-    return run
-
-
-def send_due() -> list[str | None]:
-    """What workers do with the delivery messages: try each pending delivery, oldest first."""
-    due = Delivery.objects.filter(status=DeliveryStatus.PENDING).order_by("pk")
-    return [outbox.deliver(pk) for pk in due.values_list("pk", flat=True)]
-
-
-def make_due() -> None:
-    """Let time pass: every pending delivery is due now."""
-    Delivery.objects.filter(status=DeliveryStatus.PENDING).update(
-        next_try_at=timezone.now() - timedelta(seconds=1)
-    )
 
 
 def critical(name: str = "orders", **fields):

@@ -19,8 +19,8 @@ from notifications.models import Delivery, DeliveryStatus, Subscription
 from notifications.registry import channel_for
 from notifications.slack.channel import message, recipients
 from tests.conftest import make_process
+from tests.notifications.flow import finish, send_due
 from tests.notifications.receiver import Receiver, serve
-from tests.notifications.test_outbox import finish, send_due
 
 pytestmark = pytest.mark.django_db
 

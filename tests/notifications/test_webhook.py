@@ -15,8 +15,8 @@ from notifications.models import Delivery, DeliveryStatus, Subscription
 from notifications.registry import channel_for
 from notifications.webhook.channel import recipients
 from tests.conftest import make_process
+from tests.notifications.flow import finish, make_due, send_due
 from tests.notifications.receiver import Receiver, serve, verify
-from tests.notifications.test_outbox import finish, make_due, send_due
 
 pytestmark = pytest.mark.django_db
 
