@@ -161,6 +161,13 @@ SUNDIAL_BASE_URL = (env_str("SUNDIAL_BASE_URL", SUNDIAL_API_URL) or "").rstrip("
 SUNDIAL_PAGERDUTY_ROUTING_KEY = env_str("SUNDIAL_PAGERDUTY_ROUTING_KEY") or ""
 # Where the PagerDuty Events API is (tests point it at a local HTTPS server).
 SUNDIAL_PAGERDUTY_EVENTS_URL = env_str("SUNDIAL_PAGERDUTY_EVENTS_URL") or ""
+if SUNDIAL_PAGERDUTY_EVENTS_URL and not SUNDIAL_PAGERDUTY_EVENTS_URL.startswith("https://"):
+    # The client refuses anything else at every send; say so once, at start-up.
+    raise ImproperlyConfigured(
+        "SUNDIAL_PAGERDUTY_EVENTS_URL must be an https:// URL,"
+        f" not {SUNDIAL_PAGERDUTY_EVENTS_URL!r}"
+    )
+
 # A delivery is tried at most this many times (with a growing delay) before it is given up.
 SUNDIAL_DELIVERY_MAX_ATTEMPTS = env_int("SUNDIAL_DELIVERY_MAX_ATTEMPTS", 10, minimum=1)
 # A delivery claimed this long ago by a worker that never finished it is tried again.

@@ -84,6 +84,15 @@ def test_heartbeat_interval_must_be_a_number(var_dir):
     assert message == "SUNDIAL_HEARTBEAT_INTERVAL_S='abc' is not a number"
 
 
+def test_the_pagerduty_events_url_must_be_https(var_dir):
+    message = refused(
+        {"SUNDIAL_VAR_DIR": str(var_dir), "SUNDIAL_PAGERDUTY_EVENTS_URL": "http://pd.local"}
+    )
+    assert message == (
+        "SUNDIAL_PAGERDUTY_EVENTS_URL must be an https:// URL, not 'http://pd.local'"
+    )
+
+
 def test_lost_after_must_cover_three_heartbeats(var_dir):
     message = refused(
         {
