@@ -10,8 +10,9 @@ from __future__ import annotations
 
 import math
 from dataclasses import dataclass
-from datetime import datetime, timedelta
+from datetime import UTC, date, datetime, time, timedelta, tzinfo
 from typing import Any
+from urllib.parse import urlencode
 
 from django import forms
 from django.contrib import messages
@@ -23,28 +24,57 @@ from django.http import HttpRequest, HttpResponse
 from django.shortcuts import get_object_or_404, redirect, render
 from django.urls import reverse
 from django.utils import timezone
+from django.utils.formats import date_format
 from django.utils.html import format_html, format_html_join
 from django.utils.safestring import SafeString
 from django.views.decorators.http import require_POST
 
-from jobs import dag
+from jobs import dag, dashboard
 from jobs.actions import record_run_now, set_paused
 from jobs.describe import duration, short
 from jobs.engine import RunStatus
 from jobs.json_input import JsonInputError, parse_json_object
 from jobs.models import ProcessDefinition, ProcessRun, ScheduleKind, TaskRun, Trigger
 from jobs.orchestrator import TriggerError, trigger_run
-from jobs.schedule import ScheduleError, next_fire_times
-from jobs.views import badge, local_and_utc, next_fire_text, schedule_summary
+from jobs.schedule import ScheduleError, next_fire_times, parse_timezone
+from jobs.views import badge, schedule_summary
 
 RUNS_PER_PAGE = 50
 CHART_RUNS = 50
 CHART_WIDTH = 600
 CHART_HEIGHT = 80
+REFRESH_EVERY = "5s"
+
+
+def process_zone(process: ProcessDefinition) -> tzinfo:
+    """The process's IANA zone; UTC for a name the admin would refuse (a row written
+    elsewhere), so the page still shows every instant."""
+    try:
+        return parse_timezone(process.timezone)
+    except ScheduleError:
+        return UTC
+
+
+def day_start(day: date, zone: tzinfo) -> datetime | None:
+    """The instant ``day`` begins on ``zone``'s wall clock; None past the calendar's ends.
+
+    Midnight skipped by a DST jump (America/Santiago, Asia/Beirut) reads with the offset
+    before the jump (fold=0), which is the jump's instant: where that day's clock starts.
+    """
+    try:
+        return datetime.combine(day, time.min, tzinfo=zone).astimezone(UTC)
+    except OverflowError:  # 0001-01-01 east of UTC, 9999-12-31 west of it
+        return None
+
+
+def day_end(day: date, zone: tzinfo) -> datetime | None:
+    """The instant the day after ``day`` begins on ``zone``'s wall clock (None past 9999)."""
+    return day_start(day + timedelta(days=1), zone) if day < date.max else None
 
 
 class HistoryFilters(forms.Form):
-    """The run history's filters, as they appear in the page's URL."""
+    """The run history's filters, as they appear in the page's URL. Dates are days on the
+    process's wall clock: a run belongs to the day it was created on there."""
 
     status = forms.ChoiceField(
         required=False, choices=[("", "every status"), *[(s, s) for s in RunStatus]]
@@ -53,7 +83,15 @@ class HistoryFilters(forms.Form):
     since = forms.DateField(required=False, widget=forms.DateInput(attrs={"type": "date"}))
     until = forms.DateField(required=False, widget=forms.DateInput(attrs={"type": "date"}))
 
-    def apply(self, runs: QuerySet[ProcessRun]) -> QuerySet[ProcessRun]:
+    def clean(self) -> dict[str, Any]:
+        cleaned = super().clean() or {}
+        since, until = cleaned.get("since"), cleaned.get("until")
+        if since and until and since > until:
+            del cleaned["since"], cleaned["until"]  # shown, not applied, as any invalid filter
+            raise forms.ValidationError(f"from {since} is after to {until}: no day is both")
+        return cleaned
+
+    def apply(self, runs: QuerySet[ProcessRun], zone: tzinfo) -> QuerySet[ProcessRun]:
         """``runs`` narrowed by the valid filters; an invalid one is shown, not applied."""
         self.is_valid()
         chosen = {k: v for k, v in getattr(self, "cleaned_data", {}).items() if v}
@@ -61,14 +99,16 @@ class HistoryFilters(forms.Form):
             runs = runs.filter(status=chosen["status"])
         if "trigger" in chosen:
             runs = runs.filter(trigger=chosen["trigger"])
-        if "since" in chosen:
-            runs = runs.filter(created_at__date__gte=chosen["since"])
-        if "until" in chosen:
-            runs = runs.filter(created_at__date__lte=chosen["until"])
+        if "since" in chosen and (start := day_start(chosen["since"], zone)):
+            runs = runs.filter(created_at__gte=start)
+        if "until" in chosen and (end := day_end(chosen["until"], zone)):
+            runs = runs.filter(created_at__lt=end)
         return runs
 
 
-def history(process: ProcessDefinition, query: dict[str, str]) -> tuple[HistoryFilters, Page]:
+def history(
+    process: ProcessDefinition, query: dict[str, str], zone: tzinfo
+) -> tuple[HistoryFilters, Page]:
     """One page of the process's runs, newest first, filtered as ``query`` asks (two queries:
     the count and the page)."""
     filters = HistoryFilters(query)
@@ -76,7 +116,8 @@ def history(process: ProcessDefinition, query: dict[str, str]) -> tuple[HistoryF
         ProcessRun.objects.filter(definition=process)
         .select_related("triggered_by")
         .defer("snapshot", "parameters")
-        .order_by("-id")
+        .order_by("-id"),
+        zone,
     )
     return filters, Paginator(runs, RUNS_PER_PAGE).get_page(query.get("page"))
 
@@ -98,15 +139,27 @@ def drawing(process: ProcessDefinition, run: ProcessRun | None) -> SafeString:
     return dag.render_dag(tasks, edges, statuses, links)
 
 
-def upcoming(process: ProcessDefinition, now: datetime, count: int = 5) -> list[str]:
-    """The next ``count`` fire times in the process's zone and UTC (or why there are none)."""
+def wall_clock(when: datetime, zone: tzinfo) -> SafeString:
+    """``when`` on the process's wall clock in the site's one date format, UTC on hover:
+    ``<time datetime="…" title="2026-11-24 17:00:00 UTC">2026-11-24 09:00:00 PST</time>``."""
+    utc = when.astimezone(UTC)
+    return format_html(
+        '<time datetime="{}" title="{}">{}</time>',
+        utc.isoformat(),
+        date_format(utc, "DATETIME_FORMAT"),
+        date_format(when.astimezone(zone), "DATETIME_FORMAT"),
+    )
+
+
+def upcoming(process: ProcessDefinition, now: datetime, zone: tzinfo, count: int = 5) -> list[str]:
+    """The next ``count`` fire times on the process's wall clock (or why there are none)."""
     if process.schedule_kind != ScheduleKind.CRON:
         return []
     try:
         fires = next_fire_times(process.cron, process.timezone, now, count)
     except ScheduleError as exc:
         return [str(exc)]
-    return [local_and_utc(fire, process.timezone) for fire in fires]
+    return [wall_clock(fire, zone) for fire in fires]
 
 
 @dataclass(frozen=True)
@@ -199,7 +252,11 @@ CHANGE_PERMISSION = "jobs.change_processdefinition"  # the admin's Run now, Paus
 
 @login_required
 def process_page(request: HttpRequest, name: str) -> HttpResponse:
+    """The page. It polls itself (HTMX) with the marker it was drawn at and gets nothing back
+    (204) while nothing it shows has changed, else its body, filters and page kept."""
     process = get_object_or_404(ProcessDefinition, name=name)
+    if request.htmx and request.GET.get("marker") == dashboard.marker(process):
+        return HttpResponse(status=204)
     return _render(request, process)
 
 
@@ -246,7 +303,10 @@ def _render(
     problem: str = "",
     status: int = 200,
 ) -> HttpResponse:
+    # Read before what it stands for: a change made meanwhile is then shown by the next poll.
+    marker = dashboard.marker(process)
     now = timezone.now()
+    zone = process_zone(process)
     # The newest run that started: a skipped or queued one has no attempts to colour by.
     latest = (
         ProcessRun.objects.filter(definition=process, started_at__isnull=False)
@@ -254,23 +314,35 @@ def _render(
         .order_by("-id")
         .first()
     )
-    filters, page = history(process, request.GET.dict())
-    query = request.GET.copy()
-    query.pop("page", None)
+    asked = request.GET.dict()
+    asked.pop("marker", None)
+    filters, page = history(process, asked, zone)
+    # The pager's links carry the filters; the refresh carries the page shown as well.
+    filtered = {k: v for k, v in asked.items() if k != "page"}
+    on_page = {"page": str(page.number)} if page.number > 1 else {}
     context = {
         "process": process,
         "latest": latest,
         "dag": drawing(process, latest),
         "schedule": schedule_summary(process),
-        "next_fire": next_fire_text(process),
-        "upcoming": upcoming(process, now),
+        "next_fire": wall_clock(process.next_fire_at, zone) if process.next_fire_at else "—",
+        "upcoming": upcoming(process, now, zone),
         "filters": filters,
         "page": page,
-        "runs": [(run, badge(run.status), short(duration(run, now))) for run in page],
-        "query": query.urlencode(),
+        "runs": [
+            (run, badge(run.status), short(duration(run, now)), wall_clock(run.created_at, zone))
+            for run in page
+        ],
+        "query": urlencode(filtered),
+        "zone": getattr(zone, "key", "UTC"),
+        "refresh_url": reverse("process", args=[process.name])
+        + "?"
+        + urlencode({**filtered, **on_page, "marker": marker}),
+        "refresh_every": REFRESH_EVERY,
         "durations": durations(process),
         "may_operate": request.user.has_perm(CHANGE_PERMISSION),
         "parameters": parameters,
         "problem": problem,
     }
-    return render(request, "jobs/process.html", context, status=status)
+    template = "jobs/partials/process_body.html" if request.htmx else "jobs/process.html"
+    return render(request, template, context, status=status)

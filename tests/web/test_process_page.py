@@ -3,8 +3,10 @@ filters, durations, and Run now / Pause / Resume under the admin's permission, a
 
 from __future__ import annotations
 
+import html as html_text
 import re
-from datetime import timedelta
+from datetime import UTC, date, datetime, timedelta
+from zoneinfo import ZoneInfo
 
 import pytest
 from django.contrib.auth.models import Permission
@@ -13,14 +15,20 @@ from django.urls import reverse
 from django.utils import timezone
 from django.utils.html import escape
 
+from executors.memory import MemoryExecutor
+from jobs.actions import set_paused
 from jobs.cron import reschedule
 from jobs.models import ProcessRun, TaskRun, Trigger, User
-from jobs.orchestrator import trigger_run
-from jobs.process_page import percentile
+from jobs.orchestrator import request_kill, trigger_run
+from jobs.process_page import day_start, percentile
+from jobs.submission import submit_task_run
 from tests.admin.actions import audit_trail
-from tests.conftest import make_process
+from tests.conftest import make_process, serve_memory
 
 pytestmark = pytest.mark.django_db
+
+BERLIN = ZoneInfo("Europe/Berlin")
+MEMORY = {"executor": "memory", "config": {}}
 
 
 def page(client, name: str, **query) -> str:
@@ -29,8 +37,16 @@ def page(client, name: str, **query) -> str:
     return response.content.decode()
 
 
-def finished(process, status: str = "succeeded", seconds: float = 60, *, ago_h: float = 1, **kw):
-    started = timezone.now() - timedelta(hours=ago_h)
+def finished(
+    process,
+    status: str = "succeeded",
+    seconds: float = 60,
+    *,
+    ago_h: float = 1,
+    at: datetime | None = None,
+    **kw,
+):
+    started = at or timezone.now() - timedelta(hours=ago_h)
     run = ProcessRun.objects.create(
         definition=process,
         snapshot={},
@@ -78,8 +94,14 @@ def test_the_schedule_in_words_and_the_next_five_fire_times(admin_client):
     reschedule(process)
     html = page(admin_client, "daily")
     assert "0 9 * * * (Europe/Berlin)" in html
-    fires = re.findall(r"<li>(\d{4}-\d\d-\d\d 09:00 CES?T \(0[78]:00 UTC\))</li>", html)
+    fires = re.findall(
+        r'<li><time datetime="[^"]+" title="\d{4}-\d\d-\d\d 0[78]:00:00 UTC">'
+        r"(\d{4}-\d\d-\d\d 09:00:00 CES?T)</time></li>",
+        html,
+    )
     assert len(fires) == 5
+    next_run = f"{process.next_fire_at.astimezone(BERLIN):%Y-%m-%d %H:%M:%S %Z}</time>"
+    assert "<dt>Next run</dt><dd><time datetime=" in html and next_run in html
 
 
 def test_history_filters_by_status_trigger_and_date_and_keeps_them_in_the_pages(admin_client):
@@ -229,3 +251,150 @@ def test_a_skipped_latest_run_leaves_the_dag_to_the_run_before_it(admin_client):
     html = page(admin_client, "etl")
     assert f'as <a href="{reverse("run", args=[started.pk])}">run {started.pk}</a>' in html
     assert '<g class="task none">' not in html
+
+
+def listed(html: str) -> list[int]:
+    """The runs the history lists, in its order."""
+    return [int(pk) for pk in re.findall(r'<tr><td><a href="/runs/(\d+)/">', html)]
+
+
+def refresh_url(html: str) -> str:
+    """Where the page (or its refreshed body) asks for itself next."""
+    (url,) = re.findall(r'<div id="process" hx-get="([^"]+)"', html)
+    return html_text.unescape(url)
+
+
+def test_the_page_refreshes_itself_with_its_filters_and_gets_nothing_until_it_changes(
+    admin_client, admin_user, monkeypatch
+):
+    serve_memory(monkeypatch, MemoryExecutor())
+    process = make_process("etl", {"extract": MEMORY, "load": {**MEMORY, "requires": ["extract"]}})
+    for _ in range(55):
+        finished(process, trigger=Trigger.MANUAL)
+    url = refresh_url(page(admin_client, "etl", trigger="manual", page=2))
+    assert url.startswith("/processes/etl/?trigger=manual&page=2&marker=")
+    assert admin_client.get(url, HTTP_HX_REQUEST="true").status_code == 204
+
+    run = trigger_run(process, Trigger.MANUAL)  # a run changes: the body comes back
+    changed = admin_client.get(url, HTTP_HX_REQUEST="true")
+    body = changed.content.decode()
+    assert changed.status_code == 200 and body.startswith('<div id="process" hx-get=')
+    assert "<html" not in body and '<g class="task ready"><title>extract — ready</title>' in body
+    assert refresh_url(body).startswith("/processes/etl/?trigger=manual&page=2&marker=")
+    url = refresh_url(body)
+    assert admin_client.get(url, HTTP_HX_REQUEST="true").status_code == 204
+
+    # An attempt submitted leaves no event; its box changes colour all the same.
+    extract = TaskRun.objects.get(run=run, task_name="extract")
+    assert submit_task_run(extract.pk)
+    moved = admin_client.get(url, HTTP_HX_REQUEST="true")
+    assert moved.status_code == 200
+    assert '<g class="task ready">' not in moved.content.decode()
+    url = refresh_url(moved.content.decode())
+
+    set_paused(process, paused=True, user=admin_user)  # the process changes: its badge shows
+    paused = admin_client.get(url, HTTP_HX_REQUEST="true")
+    assert paused.status_code == 200 and "badge-paused" in paused.content.decode()
+
+
+def test_another_process_changing_does_not_refresh_this_one(admin_client):
+    make_process("etl")
+    other = make_process("other")
+    url = refresh_url(page(admin_client, "etl"))
+    trigger_run(other, Trigger.MANUAL)
+    assert admin_client.get(url, HTTP_HX_REQUEST="true").status_code == 204
+
+
+def test_a_refused_run_now_keeps_polling_the_page_not_the_post(admin_client):
+    make_process("empty", tasks={})
+    response = admin_client.post(reverse("process-run", args=["empty"]), {"parameters": "{}"})
+    assert refresh_url(response.content.decode()).startswith("/processes/empty/?marker=")
+
+
+def test_dates_are_days_on_the_processs_clock_and_the_zone_is_shown(admin_client):
+    process = make_process("la", timezone="America/Los_Angeles")
+    utc = [(24, 7), (24, 8), (25, 7), (25, 8)]  # 07:30 UTC is 23:30 PST the day before
+    late_23rd, early_24th, late_24th, early_25th = (
+        finished(process, at=datetime(2026, 11, day, hour, 30, tzinfo=UTC)) for day, hour in utc
+    )
+    html = page(admin_client, "la", since="2026-11-24", until="2026-11-24")
+    assert listed(html) == [late_24th.pk, early_24th.pk]
+    assert "days in America/Los_Angeles" in html
+    created = '<time datetime="2026-11-25T07:30:00+00:00" title="2026-11-25 07:30:00 UTC">'
+    assert created + "2026-11-24 23:30:00 PST</time>" in html
+
+    assert listed(page(admin_client, "la", until="2026-11-23")) == [late_23rd.pk]
+    assert listed(page(admin_client, "la", since="2026-11-25")) == [early_25th.pk]
+
+
+def test_a_day_starts_at_local_midnight_across_dst():
+    los_angeles, santiago = ZoneInfo("America/Los_Angeles"), ZoneInfo("America/Santiago")
+    # 1 November 2026 has 25 hours in Los Angeles: PDT (UTC-7) falls back to PST (UTC-8).
+    assert day_start(date(2026, 11, 1), los_angeles) == datetime(2026, 11, 1, 7, tzinfo=UTC)
+    assert day_start(date(2026, 11, 2), los_angeles) == datetime(2026, 11, 2, 8, tzinfo=UTC)
+    # Santiago skips midnight on 6 September 2026: the day starts at the jump (01:00 -03).
+    assert day_start(date(2026, 9, 6), santiago) == datetime(2026, 9, 6, 4, tzinfo=UTC)
+    assert day_start(date(1, 1, 1), ZoneInfo("Asia/Tokyo")) is None  # before year 1 in UTC
+
+
+@pytest.mark.parametrize(
+    "query, problem",
+    [
+        ({"since": "2026-13-45"}, "since: Enter a valid date."),
+        ({"until": "yesterday"}, "until: Enter a valid date."),
+        ({"status": "nonsense"}, "status: Select a valid choice. nonsense is not one"),
+        ({"trigger": "<b>"}, "trigger: Select a valid choice. &lt;b&gt; is not one"),
+        ({"since": "2026-11-25", "until": "2026-11-24"}, "from 2026-11-25 is after to 2026-11-24"),
+    ],
+)
+def test_a_bad_filter_says_what_is_wrong_and_shows_every_run(admin_client, query, problem):
+    process = make_process("etl")
+    finished(process)
+    html = page(admin_client, "etl", **query)
+    assert f'<p class="problem">{problem}' in html
+    assert html.count('<tr><td><a href="/runs/') == 1
+    url = refresh_url(html)
+    assert admin_client.get(url, HTTP_HX_REQUEST="true").status_code == 204
+
+
+@pytest.mark.parametrize("zone", ["Asia/Tokyo", "America/Los_Angeles"])
+def test_dates_at_the_calendars_ends_do_not_fail(admin_client, zone):
+    process = make_process("etl", timezone=zone)
+    finished(process)
+    html = page(admin_client, "etl", since="0001-01-01", until="9999-12-31")
+    assert html.count('<tr><td><a href="/runs/') == 1
+
+
+def test_a_skipped_run_and_a_killed_one_refresh_the_page(admin_client):
+    process = make_process("etl", {"extract": {}}, overlap="skip")
+    running = trigger_run(process, Trigger.MANUAL)
+    url = refresh_url(page(admin_client, "etl"))
+    skipped = trigger_run(process, Trigger.API)  # no event of a running run, no reschedule
+    assert skipped.status == "skipped"
+    changed = admin_client.get(url, HTTP_HX_REQUEST="true")
+    assert changed.status_code == 200 and f">run {skipped.pk}<" in changed.content.decode()
+    url = refresh_url(changed.content.decode())
+    assert request_kill(running.pk)  # its only attempt had not started: the run ends now
+    running.refresh_from_db()
+    assert running.status == "killed"
+    killed = admin_client.get(url, HTTP_HX_REQUEST="true")
+    assert killed.status_code == 200 and "badge-killed" in killed.content.decode()
+
+
+@pytest.mark.parametrize(
+    "query",
+    [
+        {"page": "-1"},
+        {"page": "9" * 40},
+        {"since": "99999-01-01"},
+        {"since": "0000-00-00", "until": "2026-02-30"},
+        {"status": "ü" * 500, "trigger": "\x00"},
+        {"marker": "not-a-marker"},
+    ],
+)
+def test_odd_input_is_answered_never_a_500(admin_client, query):
+    process = make_process("etl", timezone="Asia/Tokyo")
+    finished(process)
+    assert admin_client.get(reverse("process", args=["etl"]), query).status_code == 200
+    polled = admin_client.get(reverse("process", args=["etl"]), query, HTTP_HX_REQUEST="true")
+    assert polled.status_code == 200
