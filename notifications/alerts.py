@@ -1,0 +1,200 @@
+"""The shell around ``conditions.py``: read every process's facts, open the alerts that now
+hold and resolve those that cleared, telling each through the outbox once.
+
+``scan`` reads in a fixed number of queries however many processes there are (the open
+alerts, the processes, their queued, running and recently successful runs), then writes
+only what changed. Two scans at once send nothing twice:
+
+- an alert is created under its unique (process, kind, key), with its deliveries, in one
+  transaction; the scan that loses the insert gets an IntegrityError and leaves it, because
+  the winner told it (and an occurrence resolved before is not opened again);
+- an alert is resolved with a conditional UPDATE (``outbox.resolve``); only the scan whose
+  UPDATE closed it records the "resolved" deliveries, in the same transaction.
+"""
+
+from __future__ import annotations
+
+import logging
+from collections import defaultdict
+from datetime import datetime, timedelta
+
+from django.db import IntegrityError, transaction
+from django.db.models import Exists, F, Max, OuterRef, Q, Window
+from django.db.models.functions import RowNumber
+from django.utils import timezone
+
+from jobs.engine import RunStatus
+from jobs.models import ProcessDefinition, ProcessRun, ScheduleKind, Trigger
+from notifications import conditions, outbox
+from notifications.decide import AlertChange, AlertKind
+from notifications.models import Alert
+
+log = logging.getLogger(__name__)
+
+# A deadline asks "a success since that day's midnight?": successes older than the oldest
+# day it asks about (yesterday, or an open alert's day) are not read.
+_SUCCESS_LOOKBACK = timedelta(days=3)
+
+
+def scan(now: datetime | None = None) -> int:
+    """Open the alerts that hold and resolve those that cleared; how many changed."""
+    now = now or timezone.now()
+    # Open alerts first, facts after: an alert is resolved only on facts read after it was
+    # seen open.
+    open_alerts = list(
+        Alert.objects.filter(kind__in=conditions.KINDS, resolved_at__isnull=True).order_by("id")
+    )
+    processes = _processes()
+    facts = _facts(processes, open_alerts, now)
+    by_process: dict[int, dict[tuple[str, str], Alert]] = defaultdict(dict)
+    for alert in open_alerts:
+        by_process[alert.process_id][(alert.kind, alert.key)] = alert
+    changed = 0
+    for process in processes:
+        found = by_process[process.pk]
+        try:
+            decision = conditions.review(facts[process.pk], found.keys(), now)
+        except (KeyError, ValueError) as exc:  # a zone no longer known, a bad stored key
+            log.error("process %s: alert conditions not checked: %r", process.name, exc)
+            continue
+        for condition in decision.opened:
+            changed += _open(process, condition)
+        for cleared in decision.cleared:
+            alert = found[(cleared.kind, cleared.key)]
+            alert.process = process
+            changed += _resolve(alert, cleared.why)
+    return changed
+
+
+def _processes() -> list[ProcessDefinition]:
+    """The processes any condition may hold for, and those with an alert open."""
+    has_open = Alert.objects.filter(
+        process=OuterRef("pk"), kind__in=conditions.KINDS, resolved_at__isnull=True
+    )
+    return list(
+        ProcessDefinition.objects.filter(
+            ~Q(schedule_kind=ScheduleKind.NONE)
+            | Q(deadline__isnull=False)
+            | Q(long_running_after_s__isnull=False)
+            | Q(long_running_factor__isnull=False)
+            | Exists(has_open)
+        ).order_by("id")
+    )
+
+
+def _facts(
+    processes: list[ProcessDefinition], open_alerts: list[Alert], now: datetime
+) -> dict[int, conditions.Facts]:
+    """Each process's facts, read in at most four queries whatever their number (runs are
+    read by status, not by a list of processes: those queued or running are few)."""
+    queued: dict[int, list[datetime]] = defaultdict(list)
+    for definition_id, scheduled_for in ProcessRun.objects.filter(
+        trigger=Trigger.SCHEDULE,
+        status=RunStatus.QUEUED,
+        started_at__isnull=True,
+        scheduled_for__lt=now,
+    ).values_list("definition_id", "scheduled_for"):
+        queued[definition_id].append(scheduled_for)
+    running: dict[int, list[conditions.RunningRun]] = defaultdict(list)
+    for run_id, definition_id, started_at in ProcessRun.objects.filter(
+        status=RunStatus.RUNNING, started_at__isnull=False
+    ).values_list("id", "definition_id", "started_at"):
+        running[definition_id].append(conditions.RunningRun(run_id, started_at))
+    factored = [p.pk for p in processes if p.long_running_factor is not None and running[p.pk]]
+    recent = _recent_successes(factored)
+    deadlined = any(process.deadline is not None for process in processes)
+    last_success = _last_successes(open_alerts, now) if deadlined else {}
+    return {
+        process.pk: conditions.Facts(
+            name=process.name,
+            zone=process.timezone,
+            scheduled=process.schedule_kind != ScheduleKind.NONE,
+            paused=process.paused,
+            archived=process.archived,
+            created_at=process.created_at,
+            next_fire_at=process.next_fire_at,
+            grace_s=process.missed_start_grace_s,
+            queued_for=tuple(queued[process.pk]),
+            running=tuple(running[process.pk]),
+            long_running_after_s=process.long_running_after_s,
+            long_running_factor=process.long_running_factor,
+            recent_successes_s=tuple(recent[process.pk]),
+            deadline=process.deadline,
+            last_success_at=last_success.get(process.pk),
+        )
+        for process in processes
+    }
+
+
+def _recent_successes(ids: list[int]) -> dict[int, list[float]]:
+    """The durations (s) of each process's last 30 successful runs, newest first: one query
+    (a row number per process, in the database)."""
+    found: dict[int, list[float]] = defaultdict(list)
+    if not ids:
+        return found
+    rows = (
+        ProcessRun.objects.filter(
+            definition_id__in=ids,
+            status=RunStatus.SUCCEEDED,
+            started_at__isnull=False,
+            finished_at__isnull=False,
+        )
+        .annotate(
+            newest=Window(
+                RowNumber(),
+                partition_by=[F("definition_id")],
+                order_by=[F("finished_at").desc(), F("id").desc()],
+            )
+        )
+        .filter(newest__lte=conditions.RECENT_SUCCESSES)
+        .order_by("definition_id", "newest")
+        .values_list("definition_id", "started_at", "finished_at")
+    )
+    for definition_id, started_at, finished_at in rows:
+        found[definition_id].append((finished_at - started_at).total_seconds())
+    return found
+
+
+def _last_successes(open_alerts: list[Alert], now: datetime) -> dict[int, datetime]:
+    """The latest success of each process with a deadline, since a few days before any day
+    in question (the index on finished_at keeps this short however long the history)."""
+    opened = [alert.opened_at for alert in open_alerts if alert.kind == AlertKind.DEADLINE]
+    oldest = min([now, *opened])
+    rows = (
+        ProcessRun.objects.filter(
+            definition__deadline__isnull=False,
+            status=RunStatus.SUCCEEDED,
+            finished_at__gte=oldest - _SUCCESS_LOOKBACK,
+        )
+        .values("definition_id")
+        .annotate(last=Max("finished_at"))
+        .values_list("definition_id", "last")
+    )
+    return dict(rows)
+
+
+def _open(process: ProcessDefinition, condition: conditions.Condition) -> int:
+    """Open one occurrence and record who is told of it; 0 if another scan opened it (or
+    it was opened and resolved before: an occurrence alerts once)."""
+    try:
+        with transaction.atomic():
+            alert = Alert.objects.create(
+                process=process, kind=condition.kind, key=condition.key, message=condition.message
+            )
+            outbox.tell_alert(alert, AlertChange.OPEN)
+    except IntegrityError:  # the unique (process, kind, key): whoever created it told it
+        log.debug("alert %s %s of %s exists already", condition.kind, condition.key, process)
+        return 0
+    log.info("alert opened: %s", condition.message)
+    return 1
+
+
+def _resolve(alert: Alert, why: str) -> int:
+    """Resolve one open alert and record who is told; 0 if another scan resolved it."""
+    with transaction.atomic():
+        if not outbox.resolve(alert, why):
+            log.debug("alert %s was resolved by another scan", alert)
+            return 0
+        outbox.tell_alert(alert, AlertChange.RESOLVE)
+    log.info("alert resolved: %s: %s", alert, why)
+    return 1
