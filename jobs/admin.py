@@ -42,7 +42,6 @@ from jobs.snapshot import attempt_of, run_state
 from jobs.views import (
     badge,
     latest_run,
-    local_and_utc,
     next_fire_text,
     schedule_summary,
     with_latest_run,
@@ -187,10 +186,15 @@ class ProcessDefinitionAdmin(admin.ModelAdmin):
             fires = next_fire_times(process.cron, process.timezone, timezone.now(), 5)
         except ScheduleError as exc:
             return str(exc)
-        lines = [local_and_utc(fire, process.timezone) for fire in fires]
+        zone = describe.process_zone(process)
+        lines = format_html_join(
+            "", "<div>{}</div>", ((describe.wall_clock(fire, zone),) for fire in fires)
+        )
         if process.paused or process.archived:
-            lines.insert(0, "Nothing fires while paused or archived. Once resumed:")
-        return "\n".join(lines)
+            return format_html(
+                "<div>Nothing fires while paused or archived. Once resumed:</div>{}", lines
+            )
+        return lines
 
     def save_model(self, request, obj, form, change) -> None:
         super().save_model(request, obj, form, change)

@@ -20,12 +20,10 @@ from django.db.models import (
     Count,
     Exists,
     F,
-    Max,
     OuterRef,
     Q,
     QuerySet,
     Subquery,
-    Sum,
     Value,
     When,
     Window,
@@ -36,8 +34,8 @@ from django.utils.html import escape
 from django.utils.safestring import SafeString, mark_safe
 
 from jobs.describe import duration, short
-from jobs.engine import ACTIVE_ATTEMPT, PENDING_ATTEMPT, RunStatus
-from jobs.models import ProcessDefinition, ProcessRun, TaskEvent, TaskRun
+from jobs.engine import RunStatus
+from jobs.models import ProcessDefinition, ProcessRun
 
 RECENT_RUNS = 20
 # Processes on one page of the board. Failing ones come first, so every red light is on the
@@ -297,56 +295,4 @@ def owners() -> list[str]:
         .values_list("owner", flat=True)
         .distinct()
         .order_by("owner")
-    )
-
-
-def marker(process: ProcessDefinition | None = None) -> str:
-    """Changes whenever anything a live page shows may have. A refresh that brings the same
-    marker back is answered with nothing.
-
-    For the dashboard: a run's event (triggered, an attempt's end, finished) or a process
-    edited. For one process's page (``process`` as just read): the process edited or
-    rescheduled, a run created, started or ended, or an attempt of it moving on (submitted
-    to running leaves no event, yet recolours the DAG).
-    """
-    if process is not None:
-        return _process_marker(process)
-    latest_event = TaskEvent.objects.aggregate(latest=Max("id"))["latest"] or 0
-    edited = ProcessDefinition.objects.aggregate(
-        latest=Max("updated_at"), fires=Max("next_fire_at", filter=Q(archived=False))
-    )
-    return _joined(latest_event, edited["latest"], edited["fires"])
-
-
-def _joined(*parts: int | datetime | None) -> str:
-    return "-".join(
-        f"{p.timestamp():.6f}" if isinstance(p, datetime) else str(p or 0) for p in parts
-    )
-
-
-_UNFINISHED_RUN = (RunStatus.QUEUED, RunStatus.RUNNING)
-# Sorted: a set's order changes with each interpreter's hash seed, and every web worker
-# must write the same marker.
-_UNFINISHED_ATTEMPT = tuple(sorted(PENDING_ATTEMPT | ACTIVE_ATTEMPT))
-
-
-def _process_marker(process: ProcessDefinition) -> str:
-    """Two queries through indexes, whatever the process's history: its newest run, the sum
-    of its unfinished runs' ids and of its unfinished attempts' ids in each status (a run or
-    attempt moving on takes its id from one sum to another; a finished one changes no more).
-    Events would say as much, but a process's events are every run's, read in full."""
-    runs = ProcessRun.objects.filter(definition=process)
-    newest = runs.order_by("-id").values("id")[:1]
-    run_sums = runs.filter(Q(status__in=_UNFINISHED_RUN) | Q(id=Subquery(newest))).aggregate(
-        newest=Max("id"), **{s: Sum("id", filter=Q(status=s)) for s in _UNFINISHED_RUN}
-    )
-    attempt_sums = TaskRun.objects.filter(
-        run__definition=process, status__in=_UNFINISHED_ATTEMPT
-    ).aggregate(**{s: Sum("id", filter=Q(status=s)) for s in _UNFINISHED_ATTEMPT})
-    fires = None if process.archived else process.next_fire_at
-    return _joined(
-        process.updated_at,
-        fires,
-        *run_sums.values(),
-        *attempt_sums.values(),
     )

@@ -4,14 +4,18 @@ why a remote job still waits (and for how long), and what it probably cost."""
 from __future__ import annotations
 
 from collections.abc import Iterable
-from datetime import datetime, timedelta
+from datetime import UTC, datetime, timedelta, tzinfo
 from typing import Protocol
 
 from django.conf import settings
+from django.utils.formats import date_format
+from django.utils.html import format_html
+from django.utils.safestring import SafeString
 from django.utils.timesince import timesince
 
 from jobs.costs import Estimate, attempt_cost, total
-from jobs.models import TaskRun
+from jobs.models import ProcessDefinition, TaskRun
+from jobs.schedule import ScheduleError, parse_timezone
 
 
 def resources(attempt: TaskRun) -> str:
@@ -96,3 +100,24 @@ def short(took: timedelta | None) -> str:
     if seconds < 86400:
         return f"{seconds // 3600}h {seconds % 3600 // 60:02d}m"
     return f"{seconds // 86400}d {seconds % 86400 // 3600}h"
+
+
+def process_zone(process: ProcessDefinition) -> tzinfo:
+    """The process's IANA zone; UTC for a name the admin would refuse (a row written
+    elsewhere), so the pages still show every instant."""
+    try:
+        return parse_timezone(process.timezone)
+    except ScheduleError:
+        return UTC
+
+
+def wall_clock(when: datetime, zone: tzinfo) -> SafeString:
+    """``when`` on a process's wall clock in the site's one date format, UTC on hover:
+    ``<time datetime="…" title="2026-11-24 17:00:00 UTC">2026-11-24 09:00:00 PST</time>``."""
+    utc = when.astimezone(UTC)
+    return format_html(
+        '<time datetime="{}" title="{}">{}</time>',
+        utc.isoformat(),
+        date_format(utc, "DATETIME_FORMAT"),
+        date_format(when.astimezone(zone), "DATETIME_FORMAT"),
+    )

@@ -24,19 +24,18 @@ from django.http import HttpRequest, HttpResponse
 from django.shortcuts import get_object_or_404, redirect, render
 from django.urls import reverse
 from django.utils import timezone
-from django.utils.formats import date_format
 from django.utils.html import format_html, format_html_join
 from django.utils.safestring import SafeString
 from django.views.decorators.http import require_POST
 
-from jobs import dag, dashboard
+from jobs import dag, markers
 from jobs.actions import record_run_now, set_paused
-from jobs.describe import duration, short
+from jobs.describe import duration, process_zone, short, wall_clock
 from jobs.engine import RunStatus
 from jobs.json_input import JsonInputError, parse_json_object
 from jobs.models import ProcessDefinition, ProcessRun, ScheduleKind, TaskRun, Trigger
 from jobs.orchestrator import TriggerError, trigger_run
-from jobs.schedule import ScheduleError, next_fire_times, parse_timezone
+from jobs.schedule import ScheduleError, next_fire_times
 from jobs.views import badge, schedule_summary
 
 RUNS_PER_PAGE = 50
@@ -44,15 +43,6 @@ CHART_RUNS = 50
 CHART_WIDTH = 600
 CHART_HEIGHT = 80
 REFRESH_EVERY = "5s"
-
-
-def process_zone(process: ProcessDefinition) -> tzinfo:
-    """The process's IANA zone; UTC for a name the admin would refuse (a row written
-    elsewhere), so the page still shows every instant."""
-    try:
-        return parse_timezone(process.timezone)
-    except ScheduleError:
-        return UTC
 
 
 def day_start(day: date, zone: tzinfo) -> datetime | None:
@@ -137,18 +127,6 @@ def drawing(process: ProcessDefinition, run: ProcessRun | None) -> SafeString:
     statuses = {name: status for name, (_, status) in latest.items()}
     links = {name: reverse("task-run-log", args=[pk]) for name, (pk, _) in latest.items()}
     return dag.render_dag(tasks, edges, statuses, links)
-
-
-def wall_clock(when: datetime, zone: tzinfo) -> SafeString:
-    """``when`` on the process's wall clock in the site's one date format, UTC on hover:
-    ``<time datetime="…" title="2026-11-24 17:00:00 UTC">2026-11-24 09:00:00 PST</time>``."""
-    utc = when.astimezone(UTC)
-    return format_html(
-        '<time datetime="{}" title="{}">{}</time>',
-        utc.isoformat(),
-        date_format(utc, "DATETIME_FORMAT"),
-        date_format(when.astimezone(zone), "DATETIME_FORMAT"),
-    )
 
 
 def upcoming(process: ProcessDefinition, now: datetime, zone: tzinfo, count: int = 5) -> list[str]:
@@ -255,7 +233,7 @@ def process_page(request: HttpRequest, name: str) -> HttpResponse:
     """The page. It polls itself (HTMX) with the marker it was drawn at and gets nothing back
     (204) while nothing it shows has changed, else its body, filters and page kept."""
     process = get_object_or_404(ProcessDefinition, name=name)
-    if request.htmx and request.GET.get("marker") == dashboard.marker(process):
+    if request.htmx and request.GET.get("marker") == markers.process(process):
         return HttpResponse(status=204)
     return _render(request, process)
 
@@ -304,7 +282,7 @@ def _render(
     status: int = 200,
 ) -> HttpResponse:
     # Read before what it stands for: a change made meanwhile is then shown by the next poll.
-    marker = dashboard.marker(process)
+    marker = markers.process(process)
     now = timezone.now()
     zone = process_zone(process)
     # The newest run that started: a skipped or queued one has no attempts to colour by.

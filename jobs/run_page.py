@@ -13,14 +13,13 @@ from datetime import datetime
 from django.contrib import messages
 from django.contrib.auth.decorators import login_required
 from django.core.exceptions import PermissionDenied
-from django.db.models import Max
 from django.http import HttpRequest, HttpResponse
 from django.shortcuts import get_object_or_404, redirect, render
 from django.urls import reverse
 from django.utils import timezone
 from django.views.decorators.http import require_POST
 
-from jobs import dag, describe
+from jobs import dag, describe, markers
 from jobs.describe import duration, short
 from jobs.engine import FINAL_RUN, RunStatus, waiting_reasons
 from jobs.models import ProcessRun, TaskMetadata, TaskRun
@@ -77,12 +76,6 @@ def _lines(run: ProcessRun, attempts: list[TaskRun], now: datetime) -> list[Atte
     ]
 
 
-def marker(run: ProcessRun) -> str:
-    """Changes whenever the page may show something new: a new event, or the run's state."""
-    latest = run.events.aggregate(latest=Max("id"))["latest"] or 0
-    return f"{latest}-{run.status}-{int(run.kill_requested_at is not None)}"
-
-
 def _context(request: HttpRequest, run: ProcessRun) -> dict:
     now = timezone.now()
     attempts = list(run.task_runs.all())
@@ -103,7 +96,7 @@ def _context(request: HttpRequest, run: ProcessRun) -> dict:
         "active": run.status not in FINAL_RUN,
         "retryable": run.status in (RunStatus.FAILED, RunStatus.KILLED),
         "may_operate": request.user.has_perm(OPERATE),
-        "marker": marker(run),
+        "marker": markers.run(run),
     }
 
 
@@ -117,7 +110,7 @@ def _run(run_id: int) -> ProcessRun:
 @login_required
 def run_page(request: HttpRequest, run_id: int) -> HttpResponse:
     run = _run(run_id)
-    if request.htmx and request.GET.get("since") == marker(run):
+    if request.htmx and request.GET.get("since") == markers.run(run):
         return HttpResponse(status=204)
     template = "jobs/partials/run_body.html" if request.htmx else "jobs/run.html"
     return render(request, template, _context(request, run))

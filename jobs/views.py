@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-from datetime import UTC, datetime
 from urllib.parse import urlencode
 
 from django.contrib.auth.decorators import login_required
@@ -13,9 +12,9 @@ from django.utils import timezone
 from django.utils.html import format_html
 from django.utils.safestring import SafeString
 
-from jobs import dashboard
+from jobs import dashboard, markers
+from jobs.describe import process_zone, wall_clock
 from jobs.models import ProcessDefinition, ProcessRun, ScheduleKind
-from jobs.schedule import ScheduleError, parse_timezone
 
 
 def with_latest_run(processes: QuerySet[ProcessDefinition]) -> QuerySet[ProcessDefinition]:
@@ -47,24 +46,11 @@ def schedule_summary(process: ProcessDefinition) -> str:
     return "manual / API only"
 
 
-def local_and_utc(when: datetime, zone_name: str) -> str:
-    """The process's wall clock, then UTC: "2026-11-24 09:00 CET (08:00 UTC)"."""
-    utc = when.astimezone(UTC)
-    try:
-        local = when.astimezone(parse_timezone(zone_name))
-    except ScheduleError:  # a row written outside the admin: still show the instant
-        return f"{utc:%Y-%m-%d %H:%M} UTC"
-    if local.tzname() == "UTC":
-        return f"{utc:%Y-%m-%d %H:%M} UTC"
-    # The date is repeated for UTC only when it differs from the local one.
-    utc_text = f"{utc:%H:%M}" if utc.date() == local.date() else f"{utc:%Y-%m-%d %H:%M}"
-    return f"{local:%Y-%m-%d %H:%M %Z} ({utc_text} UTC)"
-
-
 def next_fire_text(process: ProcessDefinition) -> str:
+    """When the process next fires, on its wall clock (UTC on hover), or a dash."""
     if process.next_fire_at is None:
         return "—"
-    return local_and_utc(process.next_fire_at, process.timezone)
+    return wall_clock(process.next_fire_at, process_zone(process))
 
 
 @login_required
@@ -72,7 +58,7 @@ def home(request: HttpRequest) -> HttpResponse:
     """The dashboard. It polls itself for its board (HTMX) with the marker it was drawn at,
     and gets nothing back (204) while nothing it shows has changed."""
     filters = dashboard.Filters.from_query(request.GET.dict())
-    marker = dashboard.marker()
+    marker = markers.dashboard()
     if request.htmx and request.GET.get("since") == marker:
         return HttpResponse(status=204)
     now = timezone.now()

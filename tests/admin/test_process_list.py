@@ -25,7 +25,7 @@ def test_columns(admin_client):
     *_, latest = add_runs(process, "failed", "succeeded")
     html = admin_client.get(URL).content.decode()
     assert "0 9 * * * (Europe/Berlin)" in html
-    assert " 09:00 CE" in html, "the next fire time in the process's own zone"
+    assert " 09:00:00 CE" in html, "the next fire time in the process's own zone"
     run_url = reverse("admin:jobs_processrun_change", args=[latest.pk])
     assert f'<a href="{run_url}">run {latest.pk}</a> <span class="badge badge-succeeded">' in html
 

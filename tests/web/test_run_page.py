@@ -136,6 +136,16 @@ def test_the_live_page_gets_nothing_while_nothing_changed(admin_client):
     assert changed.status_code == 200 and changed.content.decode().startswith('<div id="run"')
 
 
+def test_an_attempt_moving_on_without_an_event_refreshes_the_page(admin_client):
+    process = make_process("slow", {"extract": {}})
+    run = trigger_run(process, Trigger.MANUAL)
+    (url,) = re.findall(r'<div id="run" hx-get="([^"]+)"', page(admin_client, run))
+    assert admin_client.get(url, HTTP_HX_REQUEST="true").status_code == 204
+    # A poll saw the job start: the attempt's status changes, no event is written.
+    TaskRun.objects.filter(run=run).update(status="running", started_at=timezone.now())
+    assert admin_client.get(url, HTTP_HX_REQUEST="true").status_code == 200
+
+
 def test_the_page_costs_the_same_queries_for_a_small_or_a_big_run(
     admin_client, django_assert_max_num_queries
 ):

@@ -1,25 +1,35 @@
-"""Fire times read in the process's wall clock, with UTC beside them."""
+"""Instants read on the process's wall clock, in the site's one date format, UTC on hover."""
 
 from datetime import UTC, datetime
 
-from jobs.views import local_and_utc
+import pytest
+
+from jobs.describe import process_zone, wall_clock
+from jobs.models import ProcessDefinition
 
 WINTER = datetime(2026, 11, 24, 8, 0, tzinfo=UTC)
 
 
-def test_local_time_first_then_utc():
-    assert local_and_utc(WINTER, "Europe/Berlin") == "2026-11-24 09:00 CET (08:00 UTC)"
+def zone(name: str):
+    return process_zone(ProcessDefinition(timezone=name))
 
 
-def test_summer_time_has_its_own_abbreviation():
-    summer = datetime(2026, 7, 1, 7, 0, tzinfo=UTC)
-    assert local_and_utc(summer, "Europe/Berlin") == "2026-07-01 09:00 CEST (07:00 UTC)"
+def test_local_time_shown_and_utc_on_hover():
+    assert wall_clock(WINTER, zone("Europe/Berlin")) == (
+        '<time datetime="2026-11-24T08:00:00+00:00" title="2026-11-24 08:00:00 UTC">'
+        "2026-11-24 09:00:00 CET</time>"
+    )
 
 
-def test_the_utc_date_is_shown_when_it_differs():
-    late = datetime(2026, 11, 24, 23, 30, tzinfo=UTC)
-    assert local_and_utc(late, "Europe/Berlin") == "2026-11-25 00:30 CET (2026-11-24 23:30 UTC)"
-
-
-def test_utc_processes_are_not_shown_twice():
-    assert local_and_utc(WINTER, "UTC") == "2026-11-24 08:00 UTC"
+@pytest.mark.parametrize(
+    ("when", "name", "shown"),
+    [
+        (datetime(2026, 7, 1, 7, 0, tzinfo=UTC), "Europe/Berlin", "2026-07-01 09:00:00 CEST"),
+        (datetime(2026, 11, 24, 23, 30, tzinfo=UTC), "Europe/Berlin", "2026-11-25 00:30:00 CET"),
+        (WINTER, "UTC", "2026-11-24 08:00:00 UTC"),
+        # A zone name the admin would refuse (a row written elsewhere): still the instant.
+        (WINTER, "Mars/Olympus", "2026-11-24 08:00:00 UTC"),
+    ],
+)
+def test_each_zone_has_its_own_clock_and_abbreviation(when, name, shown):
+    assert f">{shown}</time>" in wall_clock(when, zone(name))
