@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from celery import shared_task
 
-from notifications import outbox
+from notifications import alerts, outbox
 
 
 @shared_task(name="notifications.tasks.notice_run")
@@ -20,3 +20,8 @@ def deliver(delivery_id: int) -> str | None:
 @shared_task(name="notifications.tasks.reconcile")
 def reconcile() -> int:
     return outbox.reconcile()
+
+
+@shared_task(name="notifications.tasks.scan_alerts")
+def scan_alerts() -> int:
+    return alerts.scan()
