@@ -14,6 +14,7 @@ from django.utils.safestring import SafeString
 from django.utils.timesince import timesince
 
 from jobs.costs import Estimate, attempt_cost, total
+from jobs.durations import short as short  # its callers import it from here too
 from jobs.models import ProcessDefinition, TaskRun
 from jobs.schedule import ScheduleError, parse_timezone
 
@@ -86,20 +87,6 @@ def duration(timed: Timed, now: datetime | None = None) -> timedelta | None:
     if timed.started_at is None or end is None:
         return None
     return end - timed.started_at
-
-
-def short(took: timedelta | None) -> str:
-    """A duration as a person reads it: "45s", "3m 07s", "2h 05m", "3d 4h"; "—" for none."""
-    if took is None:
-        return "—"
-    seconds = max(0, int(took / timedelta(seconds=1)))
-    if seconds < 60:
-        return f"{seconds}s"
-    if seconds < 3600:
-        return f"{seconds // 60}m {seconds % 60:02d}s"
-    if seconds < 86400:
-        return f"{seconds // 3600}h {seconds % 3600 // 60:02d}m"
-    return f"{seconds // 86400}d {seconds % 86400 // 3600}h"
 
 
 def process_zone(process: ProcessDefinition) -> tzinfo:

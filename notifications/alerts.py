@@ -2,8 +2,9 @@
 hold and resolve those that cleared, telling each through the outbox once.
 
 ``scan`` reads in a fixed number of queries however many processes there are (the open
-alerts, the processes, their queued, running and recently successful runs), then writes
-only what changed. Two scans at once send nothing twice:
+alerts, the processes, their queued, running and recently successful runs, the running
+attempts and their tasks' recently successful ones), then writes only what changed. Two
+scans at once send nothing twice:
 
 - an alert is created under its unique (process, kind, key), with its deliveries, in one
   transaction; the scan that loses the insert gets an IntegrityError and leaves it, because
@@ -16,15 +17,17 @@ from __future__ import annotations
 
 import logging
 from collections import defaultdict
+from collections.abc import Iterator
 from datetime import datetime, timedelta
+from typing import Any
 
 from django.db import IntegrityError, transaction
-from django.db.models import Exists, F, Max, OuterRef, Q, Window
+from django.db.models import Exists, F, Max, OuterRef, Q, QuerySet, Window
 from django.db.models.functions import RowNumber
 from django.utils import timezone
 
-from jobs.engine import RunStatus
-from jobs.models import ProcessDefinition, ProcessRun, ScheduleKind, Trigger
+from jobs.engine import AttemptStatus, RunStatus
+from jobs.models import ProcessDefinition, ProcessRun, ScheduleKind, TaskRun, Trigger
 from notifications import conditions, outbox
 from notifications.decide import AlertChange, AlertKind
 from notifications.models import Alert
@@ -85,8 +88,9 @@ def _processes() -> list[ProcessDefinition]:
 def _facts(
     processes: list[ProcessDefinition], open_alerts: list[Alert], now: datetime
 ) -> dict[int, conditions.Facts]:
-    """Each process's facts, read in at most four queries whatever their number (runs are
-    read by status, not by a list of processes: those queued or running are few)."""
+    """Each process's facts, read in at most six queries whatever their number (runs and
+    attempts are read by status, not by a list of processes: those queued or running are
+    few)."""
     queued: dict[int, list[datetime]] = defaultdict(list)
     for definition_id, scheduled_for in ProcessRun.objects.filter(
         trigger=Trigger.SCHEDULE,
@@ -102,6 +106,8 @@ def _facts(
         running[definition_id].append(conditions.RunningRun(run_id, started_at))
     factored = [p.pk for p in processes if p.long_running_factor is not None and running[p.pk]]
     recent = _recent_successes(factored)
+    attempts = _running_attempts()
+    task_recent = _recent_task_successes(attempts)
     deadlined = any(process.deadline is not None for process in processes)
     last_success = _last_successes(open_alerts, now) if deadlined else {}
     return {
@@ -119,6 +125,10 @@ def _facts(
             long_running_after_s=process.long_running_after_s,
             long_running_factor=process.long_running_factor,
             recent_successes_s=tuple(recent[process.pk]),
+            running_attempts=tuple(attempts[process.pk]),
+            task_successes_s={
+                name: tuple(durations) for name, durations in task_recent[process.pk].items()
+            },
             deadline=process.deadline,
             last_success_at=last_success.get(process.pk),
         )
@@ -127,32 +137,77 @@ def _facts(
 
 
 def _recent_successes(ids: list[int]) -> dict[int, list[float]]:
-    """The durations (s) of each process's last 30 successful runs, newest first: one query
-    (a row number per process, in the database)."""
+    """The durations (s) of each process's last 30 successful runs, newest first: one query."""
     found: dict[int, list[float]] = defaultdict(list)
     if not ids:
         return found
+    succeeded = ProcessRun.objects.filter(definition_id__in=ids, status=RunStatus.SUCCEEDED)
+    for (definition_id,), took in _newest_durations(succeeded, "definition_id"):
+        found[definition_id].append(took)
+    return found
+
+
+def _running_attempts() -> dict[int, list[conditions.RunningAttempt]]:
+    """The running attempts of each process with a factor (the only threshold a task has),
+    by process: one query."""
+    found: dict[int, list[conditions.RunningAttempt]] = defaultdict(list)
     rows = (
-        ProcessRun.objects.filter(
-            definition_id__in=ids,
-            status=RunStatus.SUCCEEDED,
+        TaskRun.objects.filter(
+            status=AttemptStatus.RUNNING,
             started_at__isnull=False,
-            finished_at__isnull=False,
+            run__definition__long_running_factor__isnull=False,
         )
+        .order_by("id")
+        .values_list("run__definition_id", "id", "run_id", "task_name", "number", "started_at")
+    )
+    for definition_id, attempt_id, run_id, task_name, number, started_at in rows:
+        found[definition_id].append(
+            conditions.RunningAttempt(attempt_id, run_id, task_name, number, started_at)
+        )
+    return found
+
+
+def _recent_task_successes(
+    running: dict[int, list[conditions.RunningAttempt]],
+) -> dict[int, dict[str, list[float]]]:
+    """By process and task name, the durations (s) of the task's last 30 successful attempts,
+    newest first, for the tasks with a running attempt: one query."""
+    found: dict[int, dict[str, list[float]]] = defaultdict(lambda: defaultdict(list))
+    if not running:
+        return found
+    # Every running task's name: a name running in one process and not in another reads a
+    # few rows more, and keeps the query one whatever the pairs.
+    names = sorted({a.task_name for attempts in running.values() for a in attempts})
+    succeeded = TaskRun.objects.filter(
+        run__definition_id__in=sorted(running),
+        task_name__in=names,
+        status=AttemptStatus.SUCCEEDED,
+    )
+    for (definition_id, task_name), took in _newest_durations(
+        succeeded, "run__definition_id", "task_name"
+    ):
+        found[definition_id][task_name].append(took)
+    return found
+
+
+def _newest_durations(finished: QuerySet[Any], *by: str) -> Iterator[tuple[tuple[Any, ...], float]]:
+    """The group (the values of ``by``) and duration (s) of the newest 30 rows of ``finished``
+    in each group, newest first, in one query (a row number per group, in the database)."""
+    rows = (
+        finished.filter(started_at__isnull=False, finished_at__isnull=False)
         .annotate(
             newest=Window(
                 RowNumber(),
-                partition_by=[F("definition_id")],
+                partition_by=[F(name) for name in by],
                 order_by=[F("finished_at").desc(), F("id").desc()],
             )
         )
         .filter(newest__lte=conditions.RECENT_SUCCESSES)
-        .order_by("definition_id", "newest")
-        .values_list("definition_id", "started_at", "finished_at")
+        .order_by(*by, "newest")
+        .values_list(*by, "started_at", "finished_at")
     )
-    for definition_id, started_at, finished_at in rows:
-        found[definition_id].append((finished_at - started_at).total_seconds())
-    return found
+    for *group, started_at, finished_at in rows:
+        yield tuple(group), (finished_at - started_at).total_seconds()
 
 
 def _last_successes(open_alerts: list[Alert], now: datetime) -> dict[int, datetime]:

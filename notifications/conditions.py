@@ -11,8 +11,10 @@ Three conditions, each alerting once per occurrence (its key) and clearing by it
   (or ended, or was never made: a catch-up policy may pass over it).
 - **long-running**: a running run has gone on longer than the process's fixed threshold, or
   than its factor times the p95 of its last 30 successful runs (with at least 5 of them).
-  Key: the run's id. Once long it stays open until the run ends, whatever later successes do
-  to the p95 and whatever the thresholds become.
+  Key: the run's id. A running attempt of a task, longer than the factor times the p95 of
+  the last 30 successful attempts of that task in that process (at least 5). Key: "task"
+  and the attempt's id. Once long either stays open until it ends, whatever later successes
+  do to the p95 and whatever the thresholds become.
 - **deadline**: the process has not succeeded since local midnight by its time of day, in
   its own zone. Key: the local date. Clears when a run succeeds (late that day, or any day
   after). A day that ends without a success leaves its alert open, and the next day's missed
@@ -30,20 +32,30 @@ fall-back day a repeated wall time falls at its first occurrence (EDT), as cron 
 from __future__ import annotations
 
 import statistics
-from collections.abc import Collection, Sequence
-from dataclasses import dataclass
+from collections.abc import Collection, Mapping, Sequence
+from dataclasses import dataclass, field
 from datetime import UTC, date, datetime, time, timedelta
 from zoneinfo import ZoneInfo
 
+from jobs.durations import short
 from notifications.decide import AlertKind
 
-RECENT_SUCCESSES = 30  # the successful runs whose p95 a factor multiplies
-MIN_SUCCESSES = 5  # fewer say too little about how long a run takes
+RECENT_SUCCESSES = 30  # the successful runs (or attempts) whose p95 a factor multiplies
+MIN_SUCCESSES = 5  # fewer say too little about how long a run or a task takes
 
 
 @dataclass(frozen=True)
 class RunningRun:
     id: int
+    started_at: datetime
+
+
+@dataclass(frozen=True)
+class RunningAttempt:
+    id: int
+    run_id: int
+    task_name: str
+    number: int  # its number in its round, as the run page shows it
     started_at: datetime
 
 
@@ -65,6 +77,10 @@ class Facts:
     long_running_after_s: int | None = None
     long_running_factor: float | None = None
     recent_successes_s: tuple[float, ...] = ()  # durations of its last 30 successful runs
+    running_attempts: tuple[RunningAttempt, ...] = ()
+    # By task name, the durations of that task's last 30 successful attempts, newest first
+    # (the shell may leave out tasks with no running attempt).
+    task_successes_s: Mapping[str, tuple[float, ...]] = field(default_factory=dict)
     deadline: time | None = None
     # Its latest success's finished_at; the shell may leave out successes older than a few
     # days before any deadline it asks about (only "since that midnight?" is asked).
@@ -104,10 +120,11 @@ def review(facts: Facts, open_keys: Collection[tuple[str, str]], now: datetime) 
     open_deadlines = [
         date.fromisoformat(key) for kind, key in open_keys if kind == AlertKind.DEADLINE
     ]
-    open_runs = {key for kind, key in open_keys if kind == AlertKind.LONG_RUNNING}
+    open_long = {key for kind, key in open_keys if kind == AlertKind.LONG_RUNNING}
     holding = [
         *missed_starts(facts, now),
-        *long_runs(facts, now, open_runs),
+        *long_runs(facts, now, open_long),
+        *long_tasks(facts, now, open_long),
         *deadlines_missed(facts, now, open_deadlines),
     ]
     held = {(c.kind, c.key) for c in holding}
@@ -133,8 +150,8 @@ def missed_starts(facts: Facts, now: datetime) -> list[Condition]:
             AlertKind.MISSED_START,
             instant_key(facts.next_fire_at),
             f"{facts.name} was due to start at {local(facts.next_fire_at, facts.zone)} and"
-            f" {in_words(late)} later the scheduler has still not started it (grace:"
-            f" {in_words(grace)}). Are celery beat and the workers running?",
+            f" {short(late)} later the scheduler has still not started it (grace:"
+            f" {short(grace)}). Are celery beat and the workers running?",
         )
     for due in sorted(facts.queued_for):
         key = instant_key(due)
@@ -143,7 +160,7 @@ def missed_starts(facts: Facts, now: datetime) -> list[Condition]:
                 AlertKind.MISSED_START,
                 key,
                 f"{facts.name}'s run due at {local(due, facts.zone)} has waited"
-                f" {in_words(now - due)} without starting (grace: {in_words(grace)}). Are the"
+                f" {short(now - due)} without starting (grace: {short(grace)}). Are the"
                 " workers running, or is a run before it still going?",
             )
     return list(found.values())
@@ -161,7 +178,7 @@ def long_runs(facts: Facts, now: datetime, open_runs: Collection[str] = ()) -> l
                 Condition(
                     AlertKind.LONG_RUNNING,
                     str(run.id),
-                    f"{facts.name} run {run.id} has been running for {in_words(took)}, {over}.",
+                    f"{facts.name} run {run.id} has been running for {short(took)}, {over}.",
                 )
             )
     return found
@@ -172,20 +189,54 @@ def crossed_thresholds(facts: Facts, took: timedelta) -> list[str]:
     crossed = []
     fixed = facts.long_running_after_s
     if fixed is not None and took > timedelta(seconds=fixed):
-        crossed.append(f"longer than its limit of {in_words(timedelta(seconds=fixed))}")
-    usual = typical_duration_s(facts.recent_successes_s)
-    factor = facts.long_running_factor
-    if factor is not None and usual is not None and took > timedelta(seconds=factor * usual):
-        crossed.append(
-            f"longer than {factor:g} times the p95 of its last {len(facts.recent_successes_s)}"
-            f" successful runs ({in_words(timedelta(seconds=usual))}), that is"
-            f" {in_words(timedelta(seconds=factor * usual))}"
-        )
+        crossed.append(f"longer than its limit of {short(timedelta(seconds=fixed))}")
+    usual = past_usual(facts.long_running_factor, facts.recent_successes_s, took, "runs")
+    if usual is not None:
+        crossed.append(usual)
     return crossed
 
 
+def long_tasks(facts: Facts, now: datetime, open_tasks: Collection[str] = ()) -> list[Condition]:
+    """Running attempts longer than the factor times the p95 of their task's last successful
+    attempts, and those already alerted on (open until they end). The fixed threshold is the
+    run's alone: an attempt over it makes its run over it too, which says so already."""
+    found = []
+    for attempt in facts.running_attempts:
+        key = f"task{attempt.id}"
+        took = now - attempt.started_at
+        successes = facts.task_successes_s.get(attempt.task_name, ())
+        over = past_usual(facts.long_running_factor, successes, took, "attempts")
+        if over is not None or key in open_tasks:
+            found.append(
+                Condition(
+                    AlertKind.LONG_RUNNING,
+                    key,
+                    f"{facts.name} task {attempt.task_name} (run {attempt.run_id}, attempt"
+                    f" {attempt.number}) has been running for {short(took)},"
+                    f" {over or 'longer than its threshold'}.",
+                )
+            )
+    return found
+
+
+def past_usual(
+    factor: float | None, successes_s: Sequence[float], took: timedelta, of: str
+) -> str | None:
+    """How ``took`` is longer than ``factor`` times the p95 of the last successful ``of``
+    ("runs", "attempts"), in words; None when it is not, or there is too little to judge."""
+    usual = typical_duration_s(successes_s)
+    if factor is None or usual is None or took <= timedelta(seconds=factor * usual):
+        return None
+    counted = min(len(successes_s), RECENT_SUCCESSES)
+    return (
+        f"longer than {factor:g} times the p95 of its last {counted} successful {of}"
+        f" ({short(timedelta(seconds=usual))}), that is {short(timedelta(seconds=factor * usual))}"
+    )
+
+
 def typical_duration_s(durations_s: Sequence[float]) -> float | None:
-    """The p95 of the last successful runs' durations; None with fewer than 5 of them."""
+    """The p95 of the last successful runs' (or attempts') durations; None with fewer than 5
+    of them."""
     recent = list(durations_s)[:RECENT_SUCCESSES]
     if len(recent) < MIN_SUCCESSES:
         return None
@@ -246,6 +297,8 @@ def why_cleared(facts: Facts, kind: AlertKind, key: str) -> str:
         case AlertKind.MISSED_START:
             due = local(datetime.fromisoformat(key), facts.zone)
             return f"the start due at {due} was made (or passed over by the catch-up policy)"
+        case AlertKind.LONG_RUNNING if key.startswith("task"):
+            return "the task's attempt ended"
         case AlertKind.LONG_RUNNING:
             return f"run {key} ended"
         case AlertKind.DEADLINE if facts.deadline is None:
@@ -286,18 +339,3 @@ def instant_key(instant: datetime) -> str:
 def local(instant: datetime, zone: str) -> str:
     """ "2026-03-08 03:00 EDT": an instant on the process's wall clock."""
     return f"{instant.astimezone(ZoneInfo(zone)):%Y-%m-%d %H:%M %Z}"
-
-
-def in_words(span: timedelta) -> str:
-    """A duration as a sentence says it, to the two largest units: "1 hour 20 minutes",
-    "45 seconds", "3 days 4 hours"."""
-    seconds = max(0, int(span.total_seconds()))
-    parts: list[tuple[int, str]] = []
-    for unit, size in (("day", 86400), ("hour", 3600), ("minute", 60), ("second", 1)):
-        count, seconds = divmod(seconds, size)
-        if count or (parts and len(parts) < 2):
-            parts.append((count, unit))
-        if len(parts) == 2:
-            break
-    shown = [f"{count} {unit}{'' if count == 1 else 's'}" for count, unit in parts if count]
-    return " ".join(shown) or "0 seconds"

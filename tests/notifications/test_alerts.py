@@ -1,6 +1,6 @@
-"""The alert scan against the database: a stuck beat, a long run and a missed deadline each
-alert once, through the channels, and resolve once when they clear; two scans at once send
-nothing twice; the scan's queries do not grow with the number of processes."""
+"""The alert scan against the database: a stuck beat, a long run, a long task and a missed
+deadline each alert once, through the channels, and resolve once when they clear; two scans
+at once send nothing twice; the scan's queries do not grow with the number of processes."""
 
 from __future__ import annotations
 
@@ -14,7 +14,7 @@ from django.test.utils import CaptureQueriesContext
 from django.utils import timezone
 
 from jobs.cron import schedule_tick
-from jobs.models import ProcessDefinition, ProcessRun
+from jobs.models import ProcessDefinition, ProcessRun, TaskRun
 from notifications import alerts
 from notifications.alerts import scan
 from notifications.memory.channel import SHARED
@@ -58,6 +58,31 @@ def run(process, status: str, *, started: datetime, took: timedelta | None = Non
         started_at=started,
         finished_at=started + took if took is not None else None,
     )
+
+
+def attempt(
+    a_run: ProcessRun, task: str, status: str, *, started: datetime, took: timedelta | None = None
+) -> TaskRun:
+    """An attempt of ``task`` in ``a_run``, started at ``started`` (and ended ``took`` later)."""
+    return TaskRun.objects.create(
+        run=a_run,
+        task_name=task,
+        executor="local",
+        status=status,
+        started_at=started,
+        finished_at=started + took if took is not None else None,
+    )
+
+
+def succeeded(
+    process, *, started: datetime, took: timedelta, **tasks_took: timedelta
+) -> ProcessRun:
+    """A successful run of ``process`` and, for each task named, a successful attempt of it
+    that took so long."""
+    past = run(process, "succeeded", started=started, took=took)
+    for task, task_took in tasks_took.items():
+        attempt(past, task, "succeeded", started=started, took=task_took)
+    return past
 
 
 def end(a_run: ProcessRun, status: str = "succeeded", at: datetime | None = None) -> None:
@@ -118,7 +143,7 @@ def test_a_long_run_alerts_and_resolves_when_it_ends():
     assert scan(now) == 1
     alert = Alert.objects.get()
     assert (alert.kind, alert.key) == ("long_running", str(long.pk))
-    assert "has been running for 11 minutes, longer than its limit of 10 minutes" in (alert.message)
+    assert "has been running for 11m 00s, longer than its limit of 10m 00s" in alert.message
     assert scan(now) == 0
     end(long)
     assert scan(now) == 1
@@ -150,7 +175,43 @@ def test_long_against_the_last_30_successes_only():
     assert scan(now) == 1
     alert = Alert.objects.get()
     assert (alert.process, alert.key) == (process, str(running.pk))
-    assert "2 times the p95 of its last 30 successful runs (1 minute)" in alert.message
+    assert "2 times the p95 of its last 30 successful runs (1m 00s)" in alert.message
+
+
+def test_a_long_task_alerts_once_and_resolves_when_its_attempt_ends():
+    process = subscribed("orders", tasks={"extract": {}, "load": {}}, long_running_factor=2.0)
+    now = timezone.now()
+    for i in range(6):  # runs of 20 minutes: extract takes 1 of them, load 10
+        succeeded(
+            process,
+            started=now - timedelta(days=1, hours=i),
+            took=timedelta(minutes=20),
+            extract=timedelta(minutes=1),
+            load=timedelta(minutes=10),
+        )
+    current = run(process, "running", started=now - timedelta(minutes=3))  # not long itself
+    extract = attempt(current, "extract", "running", started=now - timedelta(minutes=3))
+    attempt(current, "load", "running", started=now - timedelta(minutes=3))  # usual for load
+
+    assert scan(now) == 1
+    alert = Alert.objects.get()
+    assert (alert.kind, alert.key) == ("long_running", f"task{extract.pk}")
+    assert alert.message == (
+        f"orders task extract (run {current.pk}, attempt 1) has been running for 3m 00s,"
+        " longer than 2 times the p95 of its last 6 successful attempts (1m 00s), that is"
+        " 2m 00s."
+    )
+    assert delivered() == [("alert", "orders is running long")]
+    for later in (30, 60):
+        assert scan(now + timedelta(seconds=later)) == 0
+    assert delivered() == [], "nothing is told twice"
+
+    TaskRun.objects.filter(pk=extract.pk).update(status="succeeded", finished_at=now)
+    assert scan(now + timedelta(seconds=90)) == 1
+    alert.refresh_from_db()
+    assert alert.resolution == "the task's attempt ended"
+    assert scan(now + timedelta(seconds=120)) == 0
+    assert delivered() == [("resolved", "orders recovered")]
 
 
 def test_a_missed_deadline_alerts_and_a_success_resolves_it():
@@ -201,7 +262,8 @@ def test_a_process_with_a_zone_no_longer_known_is_reported_and_the_others_are_ch
 
 
 def everything_at_once(name: str, now: datetime) -> ProcessDefinition:
-    """A process with every condition holding: a stuck beat, a long run, a missed deadline."""
+    """A process with every condition holding: a stuck beat, a long run, a long task, a missed
+    deadline."""
     process = stuck_beat(name)
     ProcessDefinition.objects.filter(pk=process.pk).update(
         long_running_factor=2.0,
@@ -210,13 +272,10 @@ def everything_at_once(name: str, now: datetime) -> ProcessDefinition:
         created_at=now - timedelta(days=2),
     )
     for i in range(5):
-        run(
-            process,
-            "succeeded",
-            started=now - timedelta(days=2, hours=i),
-            took=timedelta(minutes=1),
-        )
-    run(process, "running", started=now - timedelta(minutes=30))
+        minute = timedelta(minutes=1)
+        succeeded(process, started=now - timedelta(days=2, hours=i), took=minute, only=minute)
+    current = run(process, "running", started=now - timedelta(minutes=30))
+    attempt(current, "only", "running", started=now - timedelta(minutes=30))
     return process
 
 
@@ -228,13 +287,13 @@ def test_the_scan_reads_in_the_same_number_of_queries_for_2_and_20_processes(
     for total in (2, 20):
         for i in range(made, total):
             everything_at_once(f"p{i}", now)
-        assert scan(now) == 3 * (total - made)
+        assert scan(now) == 4 * (total - made)
         made = total
         with CaptureQueriesContext(connection) as queries:
             assert scan(now) == 0
         counted.append(len(queries))
     assert counted[0] == counted[1]
-    with django_assert_max_num_queries(6):
+    with django_assert_max_num_queries(8):
         scan(now)
 
 
@@ -265,22 +324,25 @@ def test_two_scans_at_once_send_nothing_twice(contested):
     processes = [everything_at_once(f"p{i}", now) for i in range(3)]
     opened = race(lambda: scan(now), lambda: scan(now))
     assert [error for _, error in opened] == [None, None]
-    assert sum(changed for changed, _ in opened) == 9
-    assert contested("exists already") == 9, "each opening was tried by both scans"
-    assert Alert.objects.count() == 9
-    assert Delivery.objects.filter(event="alert").count() == 9
-    assert sorted(event for event, _ in delivered()) == ["alert"] * 9
+    assert sum(changed for changed, _ in opened) == 12
+    assert contested("exists already") == 12, "each opening was tried by both scans"
+    assert Alert.objects.count() == 12
+    assert Delivery.objects.filter(event="alert").count() == 12
+    assert sorted(event for event, _ in delivered()) == ["alert"] * 12
 
-    for process in processes:  # everything clears: beat back, runs over, a success today
+    for process in processes:  # everything clears: beat back, runs and attempts over, a success
         ProcessDefinition.objects.filter(pk=process.pk).update(
             next_fire_at=now + timedelta(hours=1)
         )
         ProcessRun.objects.filter(definition=process, status="running").update(
             status="succeeded", finished_at=now
         )
+        TaskRun.objects.filter(run__definition=process, status="running").update(
+            status="succeeded", finished_at=now
+        )
     resolved = race(lambda: scan(now), lambda: scan(now))
     assert [error for _, error in resolved] == [None, None]
-    assert sum(changed for changed, _ in resolved) == 9
-    assert contested("resolved by another scan") == 9, "each resolve was tried by both scans"
+    assert sum(changed for changed, _ in resolved) == 12
+    assert contested("resolved by another scan") == 12, "each resolve was tried by both scans"
     assert Alert.objects.filter(resolved_at__isnull=True).count() == 0
-    assert sorted(event for event, _ in delivered()) == ["resolved"] * 9
+    assert sorted(event for event, _ in delivered()) == ["resolved"] * 12

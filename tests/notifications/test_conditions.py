@@ -1,4 +1,5 @@
-"""Which alert conditions hold: missed starts, long runs and deadlines, over plain values."""
+"""Which alert conditions hold: missed starts, long runs and tasks, and deadlines, over plain
+values."""
 
 from __future__ import annotations
 
@@ -11,10 +12,11 @@ import pytest
 from notifications.conditions import (
     Cleared,
     Facts,
+    RunningAttempt,
     RunningRun,
     deadlines_missed,
-    in_words,
     long_runs,
+    long_tasks,
     missed_starts,
     p95,
     review,
@@ -98,9 +100,8 @@ def test_a_missed_start_says_when_it_was_due_on_the_process_clock_and_how_late()
     facts = replace(CRON, zone="Europe/Berlin", next_fire_at=NOON - s(3600 + 420))
     (found,) = missed_starts(facts, NOON)
     assert found.message == (
-        "orders was due to start at 2026-11-24 11:53 CET and 1 hour 7 minutes later the"
-        " scheduler has still not started it (grace: 5 minutes). Are celery beat and the"
-        " workers running?"
+        "orders was due to start at 2026-11-24 11:53 CET and 1h 07m later the scheduler has"
+        " still not started it (grace: 5m 00s). Are celery beat and the workers running?"
     )
 
 
@@ -139,12 +140,12 @@ def test_the_message_names_the_threshold_and_both_durations():
     facts = replace(CRON, running=(RUN,), long_running_factor=2.0, recent_successes_s=TEN_MINUTES)
     (found,) = long_runs(facts, NOON)
     assert found.message == (
-        "orders run 42 has been running for 1 hour, longer than 2 times the p95 of its last 10"
-        " successful runs (10 minutes), that is 20 minutes."
+        "orders run 42 has been running for 1h 00m, longer than 2 times the p95 of its last 10"
+        " successful runs (10m 00s), that is 20m 00s."
     )
     both = replace(facts, long_running_after_s=1800)
     (found,) = long_runs(both, NOON)
-    assert "longer than its limit of 30 minutes and longer than 2 times" in found.message
+    assert "longer than its limit of 30m 00s and longer than 2 times" in found.message
 
 
 def test_once_long_a_run_stays_long_until_it_ends():
@@ -163,6 +164,77 @@ def test_once_long_a_run_stays_long_until_it_ends():
 def test_a_paused_processs_run_can_still_run_long():
     facts = replace(CRON, paused=True, running=(RUN,), long_running_after_s=60)
     assert keys(long_runs(facts, NOON)) == ["42"]
+
+
+EXTRACT = RunningAttempt(7, 42, "extract", 2, NOON - s(3600))  # an hour at NOON
+TASKS = replace(CRON, long_running_factor=2.0, running_attempts=(EXTRACT,))
+
+
+@pytest.mark.parametrize(
+    ("facts", "successes", "expected"),
+    [
+        (TASKS, {"extract": TEN_MINUTES}, ["task7"]),  # 60 min > 2 times 10 min
+        (TASKS, {"extract": (1800.0,) * 10}, []),  # 60 min == 2 times 30 min
+        (TASKS, {"extract": (600.0,) * 4}, []),  # fewer than 5 successes
+        (TASKS, {"extract": (600.0,) * 5}, ["task7"]),  # 5 are enough
+        (TASKS, {}, []),  # never succeeded
+        (TASKS, {"load": TEN_MINUTES}, []),  # another task's successes say nothing of it
+        (replace(TASKS, long_running_factor=None), {"extract": TEN_MINUTES}, []),
+        # The fixed limit is the run's: its run is long (and says so), not the task.
+        (replace(TASKS, long_running_factor=None, long_running_after_s=60), {}, []),
+    ],
+)
+def test_a_running_task_past_its_factor_times_its_own_p95(facts, successes, expected):
+    assert keys(long_tasks(replace(facts, task_successes_s=successes), NOON)) == expected
+
+
+def test_tasks_are_judged_by_their_own_successes_not_each_others():
+    load = RunningAttempt(8, 42, "load", 1, NOON - s(3600))
+    facts = replace(
+        TASKS,
+        running_attempts=(EXTRACT, load),
+        task_successes_s={"extract": TEN_MINUTES, "load": (3000.0,) * 10},
+    )
+    assert keys(long_tasks(facts, NOON)) == ["task7"]  # load usually takes 50 minutes
+
+
+def test_a_long_task_names_its_task_its_run_and_both_durations():
+    facts = replace(TASKS, task_successes_s={"extract": TEN_MINUTES})
+    (found,) = long_tasks(facts, NOON)
+    assert found.message == (
+        "orders task extract (run 42, attempt 2) has been running for 1h 00m, longer than 2"
+        " times the p95 of its last 10 successful attempts (10m 00s), that is 20m 00s."
+    )
+
+
+def test_once_long_a_task_stays_long_until_its_attempt_ends():
+    facts = replace(TASKS, task_successes_s={"extract": TEN_MINUTES})
+    assert [(c.kind, c.key) for c in review(facts, set(), NOON).opened] == [(LONG, "task7")]
+    # Slower successes since (or a factor raised) leave the open alert open.
+    slower = replace(facts, task_successes_s={"extract": (3600.0,) * 10})
+    assert long_tasks(slower, NOON) == []
+    assert review(slower, {(LONG, "task7")}, NOON) == review(facts, {(LONG, "task7")}, NOON)
+    assert review(slower, {(LONG, "task7")}, NOON).cleared == ()
+    ended = replace(slower, running_attempts=())
+    assert review(ended, {(LONG, "task7")}, NOON).cleared == (
+        Cleared(LONG, "task7", "the task's attempt ended"),
+    )
+
+
+def test_a_long_run_and_its_long_task_are_two_occurrences():
+    facts = replace(
+        TASKS,
+        running=(RUN,),
+        recent_successes_s=TEN_MINUTES,
+        task_successes_s={"extract": TEN_MINUTES},
+    )
+    opened = review(facts, set(), NOON).opened
+    assert sorted(c.key for c in opened) == ["42", "task7"]
+    ended = replace(facts, running=(), running_attempts=())
+    assert [c.why for c in review(ended, {(LONG, "42"), (LONG, "task7")}, NOON).cleared] == [
+        "run 42 ended",
+        "the task's attempt ended",
+    ]
 
 
 @pytest.mark.parametrize(
@@ -369,22 +441,3 @@ def test_open_keys_read_from_the_database_are_plain_strings():
     stored = {("missed_start", "2026-11-24T11:00:00+00:00")}
     assert review(facts, stored, NOON).opened == ()
     assert review(facts, stored, NOON).cleared == ()
-
-
-@pytest.mark.parametrize(
-    ("span", "words"),
-    [
-        (s(0), "0 seconds"),
-        (s(1), "1 second"),
-        (s(45), "45 seconds"),
-        (s(60), "1 minute"),
-        (s(61), "1 minute 1 second"),
-        (s(3600), "1 hour"),
-        (s(3600 + 20 * 60 + 5), "1 hour 20 minutes"),
-        (s(2 * 86400 + 3600), "2 days 1 hour"),
-        (s(86400 + 59), "1 day"),
-        (s(-5), "0 seconds"),
-    ],
-)
-def test_durations_in_words(span, words):
-    assert in_words(span) == words
