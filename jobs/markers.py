@@ -11,11 +11,13 @@ finished one changes no more.
 from __future__ import annotations
 
 from datetime import datetime
+from typing import Any
 
-from django.db.models import Max, Q, QuerySet, Subquery, Sum
+from django.db.models import Max, Q, QuerySet, Subquery, Sum, Window
 
 from jobs.engine import ACTIVE_ATTEMPT, PENDING_ATTEMPT, RunStatus
 from jobs.models import ProcessDefinition, ProcessRun, TaskEvent, TaskRun
+from notifications.models import Alert, Subscription
 
 _UNFINISHED_RUN = (RunStatus.QUEUED, RunStatus.RUNNING)
 # Sorted: a set's order changes with each interpreter's hash seed, and every web worker
@@ -34,16 +36,39 @@ def dashboard() -> str:
 
 def process(definition: ProcessDefinition) -> str:
     """The process (as just read) edited or rescheduled, a run created, started or ended,
-    or an attempt of it moving on: two queries through indexes, whatever its history (its
-    events would say as much, but they are every run's, read in full)."""
+    or an attempt of it moving on: one query of indexed scalar subqueries, whatever its
+    history (its events would say as much, but they are every run's, read in full)."""
     runs = ProcessRun.objects.filter(definition=definition)
-    newest = runs.order_by("-id").values("id")[:1]
-    run_sums = runs.filter(Q(status__in=_UNFINISHED_RUN) | Q(id=Subquery(newest))).aggregate(
-        newest=Max("id"), **{s: Sum("id", filter=Q(status=s)) for s in _UNFINISHED_RUN}
+    attempts = TaskRun.objects.filter(run__definition=definition)
+    alerts = Alert.objects.filter(process=definition)
+    refusing = Subscription.objects.filter(process=definition, broken_at__isnull=False)
+    parts = {
+        "newest": Subquery(runs.order_by("-id").values("id")[:1]),
+        **{f"run_{s}": _sum_of_ids(runs, s) for s in _UNFINISHED_RUN},
+        **{f"attempt_{s}": _sum_of_ids(attempts, s) for s in _UNFINISHED_ATTEMPT},
+        # What its notifications section shows: an alert opened or resolved, a channel
+        # refusing or working again.
+        "newest_alert": Subquery(alerts.order_by("-id").values("id")[:1]),
+        "open_alerts": _sum_of_ids(alerts.filter(resolved_at__isnull=True), ""),
+        "refusing": _sum_of_ids(refusing, ""),
+    }
+    sums = (
+        ProcessDefinition.objects.filter(pk=definition.pk)
+        .annotate(**parts)
+        .values_list(*parts.keys())
+        .get()
     )
-    attempts = _attempt_sums(TaskRun.objects.filter(run__definition=definition))
     fires = None if definition.archived else definition.next_fire_at
-    return _joined(definition.updated_at, fires, *run_sums.values(), *attempts)
+    return _joined(definition.updated_at, fires, *sums)
+
+
+def _sum_of_ids(rows: QuerySet[Any], status: str) -> Subquery:
+    """The sum of the ids of ``rows`` (those in ``status``, if given), as a scalar subquery
+    (None: no row)."""
+    if status:
+        rows = rows.filter(status=status)
+    # A window over every row is the plain total, on each row: take the first.
+    return Subquery(rows.order_by().annotate(total=Window(Sum("id"))).values("total")[:1])
 
 
 def run(shown: ProcessRun) -> str:

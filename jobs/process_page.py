@@ -37,6 +37,7 @@ from jobs.models import ProcessDefinition, ProcessRun, ScheduleKind, TaskRun, Tr
 from jobs.orchestrator import TriggerError, trigger_run
 from jobs.schedule import ScheduleError, next_fire_times
 from jobs.views import badge, schedule_summary
+from notifications import summary as notifications
 
 RUNS_PER_PAGE = 50
 CHART_RUNS = 50
@@ -318,6 +319,7 @@ def _render(
         + urlencode({**filtered, **on_page, "marker": marker}),
         "refresh_every": REFRESH_EVERY,
         "durations": durations(process),
+        "notifications": notifications.summary(process),
         "may_operate": request.user.has_perm(CHANGE_PERMISSION),
         "parameters": parameters,
         "problem": problem,

@@ -12,15 +12,7 @@ from django.utils.html import format_html
 from notifications import outbox
 from notifications.forms import SubscriptionForm
 from notifications.models import Alert, Delivery, Subscription
-from notifications.registry import KINDS, masked
-
-
-def shown_target(channel: str, target: str) -> str:
-    """A target as the pages show it: credentials masked, the default named."""
-    if not target:
-        return "the default service" if channel == "pagerduty" else "—"
-    kind = KINDS.get(channel)
-    return masked(target) if kind is not None and kind.secret_target else target
+from notifications.registry import shown_target
 
 
 class SubscriptionInline(admin.TabularInline):

@@ -54,7 +54,7 @@ class Event(StrEnum):
 class AlertKind(StrEnum):
     FAILING = "failing"  # the latest runs failed (N in a row): what pages the on-call
     MISSED_START = "missed_start"  # a scheduled run did not start within its grace
-    LONG_RUNNING = "long_running"  # a run goes on longer than its threshold
+    LONG_RUNNING = "long_running"  # a run or a task goes on longer than its threshold
     DEADLINE = "deadline"  # no success by the process's time of day
 
 

@@ -48,8 +48,8 @@ class Alert(models.Model):
 
     process = models.ForeignKey(ProcessDefinition, on_delete=models.CASCADE, related_name="alerts")
     kind = models.CharField(max_length=16, choices=[(k.value, k.value) for k in AlertKind])
-    # Tells occurrences apart: the fire time a start was missed at, the long run's id, the
-    # deadline's date, the run that opened a "failing" alert.
+    # Tells occurrences apart: the fire time a start was missed at, the long run's id (or
+    # "task<attempt id>"), the deadline's local date, the run that opened a "failing" alert.
     key = models.CharField(max_length=100)
     message = models.TextField()
     opened_at = models.DateTimeField(auto_now_add=True)

@@ -100,3 +100,11 @@ def masked(target: str) -> str:
     if len(target) <= 8:
         return "•" * len(target)
     return f"{target[:4]}…{target[-4:]}"
+
+
+def shown_target(channel: str, target: str) -> str:
+    """A target as the pages show it: credentials masked, the default service named."""
+    if not target:
+        return "the default service" if channel == "pagerduty" else "—"
+    kind = KINDS.get(channel)
+    return masked(target) if kind is not None and kind.secret_target else target

@@ -5,39 +5,60 @@ from django.db import migrations, models
 
 
 class Migration(migrations.Migration):
-
     dependencies = [
-        ('jobs', '0012_run_definition_newest_index'),
+        ("jobs", "0012_run_definition_newest_index"),
     ]
 
     operations = [
         migrations.AddField(
-            model_name='processdefinition',
-            name='deadline',
-            field=models.TimeField(blank=True, help_text="An alert when no run has succeeded by this time of day, in the process's time zone. Empty: none.", null=True),
+            model_name="processdefinition",
+            name="deadline",
+            field=models.TimeField(
+                blank=True,
+                help_text="An alert when no run has succeeded by this time of day, in the process's time zone. Empty: none.",
+                null=True,
+            ),
         ),
         migrations.AddField(
-            model_name='processdefinition',
-            name='long_running_after_s',
-            field=models.PositiveIntegerField(blank=True, help_text='A run going on longer than this raises an alert. Empty: no fixed threshold.', null=True, verbose_name='long running after (s)'),
+            model_name="processdefinition",
+            name="long_running_after_s",
+            field=models.PositiveIntegerField(
+                blank=True,
+                help_text="A run going on longer than this raises an alert. Empty: no fixed threshold.",
+                null=True,
+                verbose_name="long running after (s)",
+            ),
         ),
         migrations.AddField(
-            model_name='processdefinition',
-            name='long_running_factor',
-            field=models.FloatField(blank=True, help_text='A run going on longer than this times the p95 of its last 30 successful runs raises an alert (e.g. 2). Empty: off.', null=True, validators=[django.core.validators.MinValueValidator(1)]),
+            model_name="processdefinition",
+            name="long_running_factor",
+            field=models.FloatField(
+                blank=True,
+                help_text="A run going on longer than this times the p95 of its last 30 successful runs raises an alert (e.g. 2). Empty: off.",
+                null=True,
+                validators=[django.core.validators.MinValueValidator(1)],
+            ),
         ),
         migrations.AddField(
-            model_name='processdefinition',
-            name='missed_start_grace_s',
-            field=models.PositiveIntegerField(default=300, help_text='A scheduled run not started this many seconds after its time raises an alert.', verbose_name='missed start grace (s)'),
+            model_name="processdefinition",
+            name="missed_start_grace_s",
+            field=models.PositiveIntegerField(
+                default=300,
+                help_text="A scheduled run not started this many seconds after its time raises an alert.",
+                verbose_name="missed start grace (s)",
+            ),
         ),
         migrations.AddField(
-            model_name='processdefinition',
-            name='page_after_failures',
-            field=models.PositiveIntegerField(default=1, help_text='Critical processes page after this many failed runs in a row.', validators=[django.core.validators.MinValueValidator(1)]),
+            model_name="processdefinition",
+            name="page_after_failures",
+            field=models.PositiveIntegerField(
+                default=1,
+                help_text="Critical processes page after this many failed runs in a row.",
+                validators=[django.core.validators.MinValueValidator(1)],
+            ),
         ),
         migrations.AddIndex(
-            model_name='processrun',
-            index=models.Index(fields=['finished_at'], name='run_finished_at'),
+            model_name="processrun",
+            index=models.Index(fields=["finished_at"], name="run_finished_at"),
         ),
     ]

@@ -398,3 +398,49 @@ def test_odd_input_is_answered_never_a_500(admin_client, query):
     assert admin_client.get(reverse("process", args=["etl"]), query).status_code == 200
     polled = admin_client.get(reverse("process", args=["etl"]), query, HTTP_HX_REQUEST="true")
     assert polled.status_code == 200
+
+
+def test_notifications_say_who_is_told_which_channel_refuses_and_what_is_open(
+    admin_client, settings
+):
+    from notifications import outbox
+    from notifications.models import Alert, Subscription
+
+    settings.SUNDIAL_PAGERDUTY_ROUTING_KEY = "d" * 32
+    process = make_process("etl", critical=True, page_after_failures=2)
+    assert "Nobody is told about this process" not in page(admin_client, "etl")
+    assert (
+        'PagerDuty · the default service · <span class="hears">pages when it fails 2 times in a'
+        " row</span>" in page(admin_client, "etl")
+    )
+    Subscription.objects.create(process=process, channel="email", target="ana@example.com")
+    slack = Subscription.objects.create(
+        process=process,
+        channel="slack",
+        target="https://hooks.slack.com/services/T0/B0/secretpart",
+        policy="on_failure",
+    )
+    url = refresh_url(page(admin_client, "etl"))
+    assert admin_client.get(url, HTTP_HX_REQUEST="true").status_code == 204
+    # A channel refusing for good, and an alert opening, each refresh the page.
+    Subscription.objects.filter(pk=slack.pk).update(
+        broken_at=timezone.now(), broken_reason="hooks.slack.com answered 404: no_service"
+    )
+    refused = admin_client.get(url, HTTP_HX_REQUEST="true")
+    body = refused.content.decode()
+    assert refused.status_code == 200 and "secretpart" not in body
+    assert (
+        'Email · ana@example.com · <span class="hears">every failure, and when it turns green'
+        " again</span>" in body
+    )
+    assert 'Slack · http…part · <span class="hears">every failed run</span>' in body
+    assert "refused since" in body and "answered 404: no_service" in body
+    alert = Alert.objects.create(
+        process=process, kind="missed_start", key="k", message="it is <late>"
+    )
+    url = refresh_url(body)
+    opened = admin_client.get(url, HTTP_HX_REQUEST="true").content.decode()
+    assert "etl did not start on time" in opened and "it is &lt;late&gt;" in opened
+    outbox.resolve(alert, "it started")
+    cleared = admin_client.get(refresh_url(opened), HTTP_HX_REQUEST="true").content.decode()
+    assert "did not start on time" not in cleared
