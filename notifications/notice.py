@@ -74,7 +74,11 @@ def _alert_notice(alert: Alert, event: Event, run: ProcessRun | None) -> Notice:
     name = alert.process.name
     kind = AlertKind(alert.kind)
     resolved = event is Event.RESOLVED
-    title = f"{name} {'recovered' if resolved else ALERT_TITLES[kind]}"
+    title = f"{name} {ALERT_TITLES[kind]}"
+    if resolved:
+        # A failing process recovers; the other alerts clear for reasons of their own
+        # (it started, it was paused, the run ended), which the detail gives.
+        title = f"{name} recovered" if kind is AlertKind.FAILING else f"{title}: resolved"
     detail = alert.resolution if resolved else alert.message
     if run is not None:  # "failing": the run that failed (or recovered) is the news
         notice = _run_notice(run, event)

@@ -113,7 +113,7 @@ def test_a_stuck_beat_alerts_once_and_resolves_once_the_fire_time_is_taken():
     alert.refresh_from_db()
     assert alert.resolved_at is not None
     assert alert.resolution.startswith("the start due at")
-    assert delivered() == [("resolved", "orders recovered")]
+    assert delivered() == [("resolved", "orders did not start on time: resolved")]
 
 
 def test_a_scheduled_run_left_queued_alerts_until_it_starts():
@@ -131,7 +131,7 @@ def test_a_scheduled_run_left_queued_alerts_until_it_starts():
     assert scan() == 1
     assert delivered() == [
         ("alert", "orders did not start on time"),
-        ("resolved", "orders recovered"),
+        ("resolved", "orders did not start on time: resolved"),
     ]
 
 
@@ -151,7 +151,7 @@ def test_a_long_run_alerts_and_resolves_when_it_ends():
     assert alert.resolution == f"run {long.pk} ended"
     assert delivered() == [
         ("alert", "orders is running long"),
-        ("resolved", "orders recovered"),
+        ("resolved", "orders is running long: resolved"),
     ]
 
 
@@ -211,7 +211,7 @@ def test_a_long_task_alerts_once_and_resolves_when_its_attempt_ends():
     alert.refresh_from_db()
     assert alert.resolution == "the task's attempt ended"
     assert scan(now + timedelta(seconds=120)) == 0
-    assert delivered() == [("resolved", "orders recovered")]
+    assert delivered() == [("resolved", "orders is running long: resolved")]
 
 
 def test_a_missed_deadline_alerts_and_a_success_resolves_it():
@@ -236,7 +236,7 @@ def test_a_missed_deadline_alerts_and_a_success_resolves_it():
     assert alert.resolution == "a run succeeded at 2026-11-24 10:08 EST"
     assert delivered() == [
         ("alert", "report missed its deadline"),
-        ("resolved", "report recovered"),
+        ("resolved", "report missed its deadline: resolved"),
     ]
 
 

@@ -225,5 +225,5 @@ def test_an_alert_told_and_resolved_once(memory_channel):
     send_due()
     assert [(o.notice.event, o.notice.title) for o in memory_channel.sent] == [
         (Event.ALERT, "orders did not start on time"),
-        (Event.RESOLVED, "orders recovered"),
+        (Event.RESOLVED, "orders did not start on time: resolved"),
     ]
