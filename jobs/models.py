@@ -84,8 +84,8 @@ class ProcessDefinition(models.Model):
         null=True,
         blank=True,
         validators=[MinValueValidator(1)],
-        help_text="A run going on longer than this times the p95 of its last 30 successful"
-        " runs raises an alert (e.g. 2). Empty: off.",
+        help_text="A run (or a task) going on longer than this times the p95 of its last 30"
+        " successful runs (or attempts) raises an alert (e.g. 2). Empty: off.",
     )
     deadline = models.TimeField(
         null=True,

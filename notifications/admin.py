@@ -67,13 +67,14 @@ class SubscriptionAdmin(admin.ModelAdmin):
 
 @admin.register(Delivery)
 class DeliveryAdmin(admin.ModelAdmin):
+    # What a person looks for first, before the table scrolls: when, what, how it went.
     list_display = [
         "created_at",
         "process",
-        "channel",
-        "recipient",
         "event",
         "status",
+        "channel",
+        "recipient",
         "attempts",
         "error_text",
     ]

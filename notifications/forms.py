@@ -20,7 +20,7 @@ class SubscriptionForm(forms.ModelForm):
         model = Subscription
         fields = ["channel", "target", "policy", "secret"]
         widgets = {
-            "target": forms.TextInput(attrs={"size": 50}),
+            "target": forms.TextInput(attrs={"size": 36}),
             "secret": forms.PasswordInput(render_value=False),
         }
 
@@ -38,7 +38,7 @@ class SubscriptionForm(forms.ModelForm):
     def _hide(self, name: str, current: str) -> None:
         field = self.fields[name]
         field.widget = forms.PasswordInput(
-            render_value=False, attrs={"placeholder": masked(current), "size": 50}
+            render_value=False, attrs={"placeholder": masked(current), "size": 36}
         )
         field.help_text = KEEP.format(current=masked(current))
 

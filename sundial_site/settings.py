@@ -172,7 +172,7 @@ if SUNDIAL_PAGERDUTY_EVENTS_URL and not SUNDIAL_PAGERDUTY_EVENTS_URL.startswith(
 SUNDIAL_DELIVERY_MAX_ATTEMPTS = env_int("SUNDIAL_DELIVERY_MAX_ATTEMPTS", 10, minimum=1)
 # A delivery claimed this long ago by a worker that never finished it is tried again.
 SUNDIAL_DELIVERY_STUCK_AFTER_S = env_float("SUNDIAL_DELIVERY_STUCK_AFTER_S", 300.0, minimum=30)
-# Email: Django's own settings, from the environment (the console when no host is set).
+# Email: Django's own settings, from the environment.
 EMAIL_HOST = env_str("EMAIL_HOST") or ""
 EMAIL_PORT = env_int("EMAIL_PORT", 25, minimum=1)
 EMAIL_HOST_USER = env_str("EMAIL_HOST_USER") or ""
@@ -181,11 +181,14 @@ EMAIL_USE_TLS = env_bool("EMAIL_USE_TLS", False)
 EMAIL_USE_SSL = env_bool("EMAIL_USE_SSL", False)
 EMAIL_TIMEOUT = env_int("EMAIL_TIMEOUT", 30, minimum=1)
 DEFAULT_FROM_EMAIL = env_str("DEFAULT_FROM_EMAIL", "sundial@localhost") or "sundial@localhost"
+# With no mail server (the embedded default) each message is written to a file in
+# $SUNDIAL_VAR_DIR/mail, where it can be read, instead of filling the console.
 EMAIL_BACKEND = (
     "django.core.mail.backends.smtp.EmailBackend"
     if EMAIL_HOST
-    else "django.core.mail.backends.console.EmailBackend"
+    else "django.core.mail.backends.filebased.EmailBackend"
 )
+EMAIL_FILE_PATH = VAR_DIR / "mail"
 
 # ---- AWS (Batch, ECS, CloudWatch Logs) ----
 # Credentials come from the default AWS chain; AWS_ENDPOINT_URL points at moto or LocalStack.

@@ -34,7 +34,7 @@ class Migration(migrations.Migration):
             name="long_running_factor",
             field=models.FloatField(
                 blank=True,
-                help_text="A run going on longer than this times the p95 of its last 30 successful runs raises an alert (e.g. 2). Empty: off.",
+                help_text="A run (or a task) going on longer than this times the p95 of its last 30 successful runs (or attempts) raises an alert (e.g. 2). Empty: off.",
                 null=True,
                 validators=[django.core.validators.MinValueValidator(1)],
             ),
