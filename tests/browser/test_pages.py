@@ -67,3 +67,32 @@ def test_the_kill_button_stops_a_running_local_task(page):
     wait_until_this_process_recorded_its_exits()
     assert not alive(pid), "the task's process is gone"
     page.screenshot(path=str(SCREENSHOTS / "run_killed.png"), full_page=True)
+
+
+def test_a_script_tag_printed_by_a_task_shows_as_text(page):
+    shout = "echo '<script>window.pwned = 1</script><b>not bold</b>'"
+    process = make_process("printer", {"printer": {"config": {"shell": shout}}})
+    run = drive(trigger_run(process, Trigger.MANUAL))
+    page.goto(f"/task-runs/{run.task_runs.get().pk}/log")
+    page.wait_for_selector("#log .line")
+    assert page.locator("#log .line").all_inner_texts() == [
+        "<script>window.pwned = 1</script><b>not bold</b>"
+    ]
+    assert page.evaluate("window.pwned === undefined"), "the script never ran"
+    assert page.locator("#log b").count() == 0
+
+
+def test_the_process_page_recolours_its_dag_as_a_run_goes_without_a_reload(page):
+    process = make_process(
+        "nightly",
+        {"extract": {}, "load": {"config": {"command": ["false"]}, "requires": ["extract"]}},
+    )
+    page.goto(f"/processes/{process.name}/")
+    assert page.locator("section.history").inner_text().count("Never run") == 1
+    page.evaluate("window.sameDocument = true")
+    run = drive(trigger_run(process, Trigger.MANUAL))
+    page.wait_for_selector("svg g.task.failed", timeout=15_000)
+    page.wait_for_selector(f"section.history a[href='/runs/{run.pk}/']")
+    assert page.locator("svg g.task.succeeded").count() == 1, "extract, green"
+    assert page.evaluate("window.sameDocument === true"), "HTMX swapped the body in place"
+    page.screenshot(path=str(SCREENSHOTS / "process.png"), full_page=True)
