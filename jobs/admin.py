@@ -48,7 +48,14 @@ from jobs.views import (
 )
 from notifications.admin import SubscriptionInline
 
-admin.site.register(User, UserAdmin)
+
+@admin.register(User)
+class AccountAdmin(UserAdmin):
+    """Django's user admin; its add and password pages get crumbs that say Accounts (the
+    section users are listed in), like the pages templates/admin/jobs/user/ overrides."""
+
+    add_form_template = "admin/jobs/user/add_form.html"
+    change_user_password_template = "admin/jobs/user/change_password.html"
 
 
 class TaskInline(admin.StackedInline):

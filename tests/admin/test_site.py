@@ -1,6 +1,8 @@
 """The admin is Sundial's: branded, its own models first, users under accounts, and the
 scheduler's housekeeping tables in one section only superusers see."""
 
+import re
+
 import pytest
 from django.contrib.auth.models import Permission
 from django.urls import reverse
@@ -46,6 +48,32 @@ def test_users_are_under_accounts_on_the_app_pages_too(admin_client):
     assert sections(jobs) == [("Processes and runs", ["ProcessDefinition", "ProcessRun"])]
     accounts = admin_client.get(reverse("admin:app_list", args=["auth"]))
     assert sections(accounts) == [("Accounts", ["Group", "User"])]
+
+
+def crumbs(client, url: str) -> list[str]:
+    html = client.get(url).content.decode()
+    (trail,) = re.findall(r'<div class="breadcrumbs">(.*?)</div>', html, flags=re.S)
+    return [part.strip() for part in re.sub(r"<[^>]+>", "", trail).split("&rsaquo;")]
+
+
+def test_every_user_page_says_accounts_in_its_crumbs(admin_client, admin_user):
+    pages = {
+        "admin:jobs_user_changelist": [],
+        "admin:jobs_user_add": [],
+        "admin:jobs_user_change": [admin_user.pk],
+        "admin:jobs_user_history": [admin_user.pk],
+        "admin:jobs_user_delete": [admin_user.pk],
+        "admin:auth_user_password_change": [admin_user.pk],
+    }
+    trails = {name: crumbs(admin_client, reverse(name, args=args)) for name, args in pages.items()}
+    assert trails == {
+        "admin:jobs_user_changelist": ["Home", "Accounts", "Users"],
+        "admin:jobs_user_add": ["Home", "Accounts", "Users", "Add user"],
+        "admin:jobs_user_change": ["Home", "Accounts", "Users", "admin"],
+        "admin:jobs_user_history": ["Home", "Accounts", "Users", "admin", "History"],
+        "admin:jobs_user_delete": ["Home", "Accounts", "Users", "admin", "Delete"],
+        "admin:auth_user_password_change": ["Home", "Accounts", "Users", "admin", "Password"],
+    }
 
 
 @pytest.fixture
