@@ -31,6 +31,7 @@ bench: $(STAMP)
 	$(BIN)/python bench/dag_overhead.py
 	$(BIN)/python bench/poller.py
 	$(BIN)/python bench/pages.py
+	$(BIN)/python bench/alerts.py
 
 # The README's pictures: docs/screenshots/*.png from a throwaway Sundial (needs chromium).
 screenshots: $(STAMP)
