@@ -15,6 +15,7 @@ their targets, not enforced (the machine is noisy).
 
 from __future__ import annotations
 
+import functools
 import statistics
 import sys
 import time
@@ -91,7 +92,7 @@ def main() -> None:
             figures["alert_scan"] = (statistics.median(t for t, _ in scans), scans[-1][1])
             finished = ProcessRun.objects.filter(status__in=["succeeded", "failed"]).order_by("-id")
             runs = list(finished.values_list("pk", flat=True)[:NOTICES])
-            notices = [timed(lambda pk=pk: outbox.notice_run(pk)) for pk in runs]
+            notices = [timed(functools.partial(outbox.notice_run, pk)) for pk in runs]
             figures["notice"] = (
                 statistics.median(t for t, _ in notices),
                 max(count for _, count in notices),
