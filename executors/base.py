@@ -91,6 +91,10 @@ class LogChunk:
     next_cursor: str  # opaque; pass it back to read on from here
     # The last line goes on after the cursor: a piece of a line too long for one chunk.
     partial: bool = False
+    # Where the log goes on before the first line, for a log read by pages backwards too
+    # (CloudWatch): read_logs from this cursor gives the page before. None at the start,
+    # and for logs read forward only.
+    earlier: str | None = None
 
 
 class Executor(Protocol):

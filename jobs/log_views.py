@@ -70,19 +70,22 @@ def task_log_more(request: HttpRequest, task_run_id: int) -> HttpResponse:
 
 @login_required
 def task_log_earlier(request: HttpRequest, task_run_id: int) -> HttpResponse:
-    """The page of lines before byte offset ``before`` of a log file, with its own button."""
+    """The page of lines before the position ``before`` that the page's button holds, with
+    its own button; a position the log can no longer be read at is said in the button's
+    place (a 200: HTMX shows no 4xx answer)."""
     task_run = _attempt(task_run_id)
     before = request.GET.get("before", "")
-    if not (before.isascii() and before.isdigit()):
-        return HttpResponseBadRequest(f"invalid offset {before!r}: a number of bytes")
+    problem = ""
     try:
-        path = logs.log_file(task_run)
-        if path is None:
-            return HttpResponseBadRequest("this log is read forward only")
-        page = logs.read_before(path, int(before))
-    except (ExecutorError, OSError) as exc:
-        return HttpResponseBadRequest(f"cannot read the log: {exc}")
-    return render(request, "jobs/partials/log_earlier.html", {"task_run": task_run, "page": page})
+        page = logs.read_earlier(task_run, before)
+    except logs.UnknownPosition as exc:
+        return HttpResponseBadRequest(str(exc))
+    except ExecutorError as exc:
+        # Trying again can help a transient error: the button stays.
+        page = logs.Page(earlier=None if exc.permanent else before)
+        problem = f"cannot read the earlier lines: {exc.message}"
+    context = {"task_run": task_run, "page": page, "problem": problem}
+    return render(request, "jobs/partials/log_earlier.html", context)
 
 
 @login_required

@@ -2,8 +2,10 @@
 
 The log page shows the tail first and then asks with its cursor for what is new; every
 answer is bounded (PAGE_BYTES of text, LINE_BYTES per line, READS executor calls), so a
-100 MB log or a single 50 MB line never holds up the server or the browser. A log kept in a
-file (local) also pages backwards by byte offset; the whole log is downloaded separately.
+100 MB log or a single 50 MB line never holds up the server or the browser. The tail comes
+with the position the log goes on before it, and each earlier page with the position before
+that: a byte offset in a log kept in a file (local), a cursor of the executor's own for a log
+it reads by pages backwards too (CloudWatch). The whole log is downloaded separately.
 """
 
 from __future__ import annotations
@@ -35,7 +37,7 @@ class Line:
 class Page:
     lines: list[Line] = field(default_factory=list)
     cursor: str | None = None  # where the next read forward starts
-    earlier: int | None = None  # byte offset before which the log goes on (file logs only)
+    earlier: str | None = None  # where the log goes on before these lines; None at its start
     problem: str = ""  # why nothing could be read, for the person looking
     size: int = 0  # UTF-8 bytes of the text shown
 
@@ -63,10 +65,12 @@ def read_after(task_run: TaskRun, cursor: str | None) -> Page:
     executor = executor_for(task_run.executor)
     page = Page(cursor=cursor)
     skipping = False  # inside a line already cut: its further pieces are not shown
-    for _ in range(READS):
+    for read in range(READS):
         if page.size >= PAGE_BYTES:
             break
         chunk = executor.read_logs(task_run.log_ref, page.cursor)
+        if read == 0:
+            page.earlier = chunk.earlier  # the tail's (CloudWatch), before its first line
         if not chunk.lines:
             page.cursor = chunk.next_cursor  # CloudWatch may move on past empty pages
             break
@@ -97,10 +101,44 @@ def read_before(path: Path, end: int) -> Page:
         # A running job's unfinished last line is left to the reads forward.
         data, end = data[:complete], start + complete
     begin = _start_of_last_lines(data, PAGE_LINES, whole=start == 0)
-    page = Page(cursor=str(end), earlier=start + begin or None)
+    page = Page(cursor=str(end), earlier=str(start + begin) if start + begin else None)
     shown = data[begin:].removesuffix(b"\n")
     for raw in shown.split(b"\n") if shown or data.endswith(b"\n") else ():
         page.add(raw.removesuffix(b"\r").decode("utf-8", errors="replace"))
+    return page
+
+
+class UnknownPosition(Exception):
+    """A position to read before that no page of this log gave out."""
+
+
+def read_earlier(task_run: TaskRun, before: str) -> Page:
+    """The page of lines that ends at ``before``, a position a page gave out as its
+    ``earlier``; the page's own ``earlier`` is where the log goes on before it.
+
+    UnknownPosition when ``before`` cannot be one; ExecutorError when the log cannot be read
+    there (permanent: CloudWatch no longer knows the position, say).
+    """
+    if not task_run.log_ref:
+        raise UnknownPosition("this attempt has not started, so it has no log yet")
+    path = log_file(task_run)
+    if path is not None:
+        if not (before.isascii() and before.isdigit()):
+            raise UnknownPosition(f"invalid offset {before!r}: a number of bytes")
+        try:
+            return read_before(path, int(before))
+        except OSError as exc:
+            raise ExecutorError(f"cannot read log {task_run.log_ref}: {exc}") from exc
+    executor = executor_for(task_run.executor)
+    # Only an executor with a tail reads by pages backwards: its positions are cursors.
+    if getattr(executor, "tail_cursor", None) is None:
+        raise UnknownPosition("this log is read forward only")
+    if not before:
+        raise UnknownPosition("no position to read before")
+    chunk = executor.read_logs(task_run.log_ref, before)
+    page = Page(cursor=chunk.next_cursor, earlier=chunk.earlier)
+    for text in chunk.lines:
+        page.add(text)
     return page
 
 

@@ -347,6 +347,41 @@ def test_the_tail_cursor_gives_the_newest_lines_then_reads_on(aws, cluster, ecs)
     assert ecs.read_logs(arn, tail.next_cursor).lines == ("row 300",)
 
 
+def test_the_tail_pages_backwards_to_the_start_of_the_stream(aws, cluster, ecs):
+    arn = ecs.submit(launch(cluster)).external_id
+    aws.run_ecs_task(arn, *(f"row {i}" for i in range(450)))
+
+    chunk = ecs.read_logs(arn, ecs.tail_cursor)
+    pages = [chunk.lines]
+    while chunk.earlier is not None:
+        chunk = ecs.read_logs(arn, chunk.earlier)
+        pages.insert(0, chunk.lines)
+    assert [len(page) for page in pages] == [50, 200, 200], "the start needs no empty page"
+    assert [line for page in pages for line in page] == [f"row {i}" for i in range(450)], (
+        "no gap, no overlap"
+    )
+
+
+def test_an_earlier_page_of_huge_events_is_asked_again_for_fewer(aws, cluster, ecs):
+    arn = ecs.submit(launch(cluster)).external_id
+    aws.run_ecs_task(arn, *(f"{i:03d}" + "x" * (100 << 10) for i in range(205)))
+    chunk = ecs.read_logs(arn, ecs.tail_cursor)
+    pages = []
+    while chunk.earlier is not None:
+        chunk = ecs.read_logs(arn, chunk.earlier)
+        pages.insert(0, [line[:3] for line in chunk.lines])
+    assert pages == [["000"], ["001", "002"], ["003", "004"]], "256 KiB a page, none lost"
+
+
+def test_an_unknown_backward_token_is_a_permanent_error_in_aws_words(aws, cluster, ecs):
+    arn = ecs.submit(launch(cluster)).external_id
+    aws.run_ecs_task(arn, "one")
+    with pytest.raises(ExecutorError) as raised:
+        ecs.read_logs(arn, "earlier:nonsense")
+    assert raised.value.permanent
+    assert "GetLogEvents: InvalidParameterException" in raised.value.message
+
+
 def test_a_container_without_awslogs_has_no_log_to_read(aws, cluster, ecs):
     arn = ecs.submit(launch(cluster, log_group=None)).external_id
     with pytest.raises(ExecutorError) as raised:

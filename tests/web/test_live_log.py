@@ -1,6 +1,7 @@
 """The live log: the tail first, new lines by cursor, earlier pages, a download, every
 answer bounded however large the log or its lines."""
 
+import html
 import re
 import sys
 import time
@@ -11,6 +12,7 @@ from django.conf import settings
 from django.urls import reverse
 
 from executors.memory import MemoryExecutor
+from jobs import aws_runtime
 from jobs.engine import AttemptStatus
 from jobs.logs import LINE_BYTES, PAGE_BYTES, PAGE_LINES
 from jobs.models import TaskRun, Trigger
@@ -22,6 +24,7 @@ from tests.orchestrator.driving import drive
 pytestmark = pytest.mark.django_db(transaction=True)
 
 NEXT = re.compile(r'hx-get="[^"]*/log/more\?cursor=(\d+)"')
+EARLIER = re.compile(r'hx-get="([^"]*/log/earlier\?before=[^"]*)"')
 
 
 def finished_attempt(output: str) -> TaskRun:
@@ -183,7 +186,9 @@ def test_a_log_kept_by_the_executor_reads_from_its_start_and_downloads_page_by_p
 
     body = logged_in.get(reverse("task-run-log", args=[attempt.pk])).content
     assert lines_of(body) == ["first", "ERROR second"]
-    assert b"Load earlier lines" not in body, "no earlier pages outside a file"
+    assert b"Load earlier lines" not in body, "no earlier pages from a log read forward only"
+    earlier = logged_in.get(reverse("task-run-log-earlier", args=[attempt.pk]), {"before": "0"})
+    assert earlier.status_code == 400 and earlier.content == b"this log is read forward only"
     executor.write_log(attempt.external_id, "third")
     response = more(logged_in, attempt, NEXT.search(body.decode()).group(1))
     assert lines_of(response.content) == ["third"]
@@ -195,3 +200,74 @@ def test_a_log_kept_by_the_executor_reads_from_its_start_and_downloads_page_by_p
         f'attachment; filename="remote-run{attempt.run_id}-remote-1.1.log"'
     )
     assert b"".join(download.streaming_content) == b"first\nERROR second\nthird\n"
+
+
+def cloudwatch_attempt(aws, *lines: str) -> TaskRun:
+    """A submitted attempt of an ECS task whose container wrote ``lines`` to CloudWatch."""
+    cluster = aws.ecs_cluster()
+    config = {
+        "image": "repo/etl:1",
+        "cluster": cluster.name,
+        "subnets": [cluster.subnet],
+        "security_groups": [cluster.security_group],
+        "log_group": "/sundial/etl",
+    }
+    process = make_process("remote", {"extract": {"executor": "ecs", "config": config}})
+    attempt = trigger_run(process, Trigger.MANUAL).task_runs.get()
+    submit_task_run(attempt.pk)
+    attempt.refresh_from_db()
+    aws.run_ecs_task(attempt.external_id, *lines)
+    return attempt
+
+
+def test_a_cloudwatch_log_shows_its_tail_and_pages_back_to_its_start(logged_in, aws):
+    attempt = cloudwatch_attempt(aws, *(f"row {i:04d} <b>" for i in range(1000)))
+    body = logged_in.get(reverse("task-run-log", args=[attempt.pk])).content.decode()
+    pages = [lines_of(body.encode())]
+    assert pages[0] == [f"row {i:04d} &lt;b&gt;" for i in range(800, 1000)], "escaped"
+    assert NEXT.search(body) is None, "the poller reads on by CloudWatch's token"
+
+    while button := EARLIER.search(body):
+        answer = logged_in.get(html.unescape(button.group(1)))
+        assert answer.status_code == 200
+        body = answer.content.decode()
+        assert body.startswith('<div id="log-earlier">'), "the button replaces itself"
+        pages.insert(0, lines_of(answer.content))
+    assert [len(page) for page in pages] == [PAGE_LINES] * 5, "the start needs no empty page"
+    assert [line for page in pages for line in page] == [
+        f"row {i:04d} &lt;b&gt;" for i in range(1000)
+    ], "no gap, no overlap"
+    assert "Load earlier lines" not in body
+
+
+def test_a_short_cloudwatch_log_offers_nothing_earlier(logged_in, aws):
+    attempt = cloudwatch_attempt(aws, "one", "two")
+    body = logged_in.get(reverse("task-run-log", args=[attempt.pk])).content
+    assert lines_of(body) == ["one", "two"]
+    assert b"Load earlier lines" not in body
+
+
+def test_a_cloudwatch_position_it_does_not_know_is_said_in_place_of_the_button(logged_in, aws):
+    attempt = cloudwatch_attempt(aws, "one")
+    url = reverse("task-run-log-earlier", args=[attempt.pk])
+    response = logged_in.get(url, {"before": "earlier:b/expired"})
+    assert response.status_code == 200, "HTMX shows no 4xx answer"
+    body = response.content.decode()
+    assert '<p class="problem">cannot read the earlier lines: GetLogEvents: ' in body
+    assert "InvalidParameterException: The specified nextToken is invalid." in body
+    assert "Load earlier lines" not in body, "asking again cannot help"
+
+
+def test_cloudwatch_throttling_keeps_the_button_to_try_again(logged_in, aws, settings):
+    attempt = cloudwatch_attempt(aws, *(f"row {i}" for i in range(300)))
+    before = html.unescape(
+        EARLIER.search(
+            logged_in.get(reverse("task-run-log", args=[attempt.pk])).content.decode()
+        ).group(1)
+    )
+    settings.SUNDIAL_AWS_MAX_ATTEMPTS = 2  # botocore's backoff would make the test slow
+    aws_runtime.forget()
+    aws.throttle("logs", "GetLogEvents", times=100)
+    body = logged_in.get(before).content.decode()
+    assert "cannot read the earlier lines: GetLogEvents: ThrottlingException" in body
+    assert html.unescape(EARLIER.search(body).group(1)) == before, "the same page, asked again"
