@@ -237,12 +237,31 @@ class ProcessRun(models.Model):
             # A process's runs newest first: its latest finished run (the dashboard's colour)
             # and its recent runs cost an index probe, however long its history.
             models.Index(fields=["definition", "id"], name="run_definition_newest"),
-            # Runs finished lately: the notifications' reconciler looks for any not noticed.
-            models.Index(fields=["finished_at"], name="run_finished_at"),
         ]
 
     def __str__(self) -> str:
         return f"{self.definition.name} #{self.pk}"
+
+
+class RunEnding(models.Model):
+    """Each time a run ended, written in the transaction that ended it. A run retried in
+    place ends again later: what reacts to endings (notifications) reads these, in order,
+    rather than the run, which may have moved on by the time it looks."""
+
+    run = models.ForeignKey(ProcessRun, on_delete=models.CASCADE, related_name="endings")
+    definition = models.ForeignKey(
+        ProcessDefinition, on_delete=models.CASCADE, related_name="endings"
+    )
+    status = models.CharField(max_length=10)
+    reason = models.TextField(blank=True)
+    at = models.DateTimeField(db_index=True)
+
+    class Meta:
+        ordering = ["id"]
+        indexes = [models.Index(fields=["definition", "id"], name="ending_definition_order")]
+
+    def __str__(self) -> str:
+        return f"run {self.run_id} {self.status} at {self.at:%Y-%m-%d %H:%M:%S}"
 
 
 def new_token() -> str:

@@ -41,6 +41,7 @@ from jobs.engine import (
 from jobs.models import (
     ProcessDefinition,
     ProcessRun,
+    RunEnding,
     ScheduleKind,
     TaskEvent,
     TaskRun,
@@ -419,8 +420,17 @@ def _finish_run(run: ProcessRun, status: RunStatus, reason: str, now: datetime) 
     # Queued runs and continuous schedules wait for this one; deciding for them locks the
     # definition, which must not happen under this run's lock.
     dispatch.after_commit(dispatch.SETTLE, run.definition_id)
-    dispatch.after_commit(dispatch.NOTICE, run.pk)
+    _record_ending(run, status, reason, now)
     return True
+
+
+def _record_ending(run: ProcessRun, status: RunStatus, reason: str, now: datetime) -> None:
+    """Keep the ending in the transaction that made it, and tell whoever reacts to endings
+    once it commits (the database keeps it for them if that message is lost)."""
+    RunEnding.objects.create(
+        run=run, definition_id=run.definition_id, status=status, reason=reason, at=now
+    )
+    dispatch.after_commit(dispatch.NOTICE, run.pk)
 
 
 def request_kill(run_id: int, *, user: User | None = None, reason: str = "killed") -> bool:
@@ -456,7 +466,7 @@ def request_kill(run_id: int, *, user: User | None = None, reason: str = "killed
                     ),
                 ]
             )
-            dispatch.after_commit(dispatch.NOTICE, run_id)
+            _record_ending(run, RunStatus.KILLED, reason, now)
         advance_run(run_id, now)
     return True
 

@@ -149,6 +149,8 @@ def decide_run(
     change = failing_change(status, failures_in_a_row, page_after, failing_open) if latest else None
     told: list[tuple[str, Event]] = []
     for subscriber in subscribers:
+        if subscriber.policy is Policy.NEVER:
+            continue  # paused, whatever the channel
         if subscriber.incidents:
             alert_event = _incident_event(change) if critical else None
             if alert_event is not None:
@@ -170,15 +172,17 @@ def alert_audience(
     subscribers: list[Subscriber], kind: AlertKind, change: AlertChange, *, critical: bool
 ) -> tuple[tuple[str, Event], ...]:
     """Who hears that an alert other than a run's own opened or cleared: incident channels
-    of a critical process, and every report channel not set to "never" (a "failing" alert
-    is told to report channels by the run reports themselves)."""
+    of a critical process, and every report channel (a "failing" alert is told to report
+    channels by the run reports themselves); none set to "never"."""
     event = Event.RESOLVED if change is AlertChange.RESOLVE else Event.ALERT
     told = []
     for subscriber in subscribers:
-        if subscriber.incidents:
+        if subscriber.policy is Policy.NEVER:
+            hears = False  # paused, whatever the channel
+        elif subscriber.incidents:
             hears = critical
         else:
-            hears = kind is not AlertKind.FAILING and subscriber.policy is not Policy.NEVER
+            hears = kind is not AlertKind.FAILING
         if hears:
             told.append((subscriber.key, event))
     return tuple(told)

@@ -56,14 +56,19 @@ def post_json(
     ``permanent`` when trying again cannot help. ``context``: the TLS trust (None: the
     system's); ``secret_url``: the URL is a credential."""
     where = _where(url, secret_url)
-    request = urllib.request.Request(
-        url,
-        data=body,
-        method="POST",
-        headers={"Content-Type": "application/json", "User-Agent": USER_AGENT, **(headers or {})},
-    )
     opener = urllib.request.build_opener(_NoRedirect, urllib.request.HTTPSHandler(context=context))
     try:
+        # Inside the try: a target that is no URL ("hooks", "http://[bad") fails here.
+        request = urllib.request.Request(
+            url,
+            data=body,
+            method="POST",
+            headers={
+                "Content-Type": "application/json",
+                "User-Agent": USER_AGENT,
+                **(headers or {}),
+            },
+        )
         with opener.open(request, timeout=timeout_s):
             return
     except urllib.error.HTTPError as answer:

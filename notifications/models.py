@@ -6,7 +6,7 @@ from __future__ import annotations
 from django.db import models
 from django.db.models import Q
 
-from jobs.models import ProcessDefinition, ProcessRun
+from jobs.models import ProcessDefinition, ProcessRun, RunEnding
 from notifications.decide import POLICY_LABELS, AlertKind, Event, Policy
 from notifications.registry import choices as channel_choices
 
@@ -103,6 +103,10 @@ class Delivery(models.Model):
     run = models.ForeignKey(
         ProcessRun, null=True, blank=True, on_delete=models.CASCADE, related_name="deliveries"
     )
+    # The ending a run report tells (a run retried in place has several).
+    ending = models.ForeignKey(
+        RunEnding, null=True, blank=True, on_delete=models.CASCADE, related_name="deliveries"
+    )
     alert = models.ForeignKey(
         Alert, null=True, blank=True, on_delete=models.CASCADE, related_name="deliveries"
     )
@@ -130,18 +134,12 @@ class Delivery(models.Model):
 
 class RunNotice(models.Model):
     """A run's ending whose news has been decided, written with its deliveries: a repeated
-    notice decides nothing twice, and the reconciler finds endings never noticed. A run
-    retried in place ends again later, with news of its own."""
+    notice decides nothing twice, and the reconciler finds endings never noticed."""
 
-    run = models.ForeignKey(ProcessRun, on_delete=models.CASCADE, related_name="notices")
-    finished_at = models.DateTimeField()
-    status = models.CharField(max_length=10)  # how it ended: a retry's news follows from it
+    ending = models.OneToOneField(
+        RunEnding, primary_key=True, on_delete=models.CASCADE, related_name="notice"
+    )
     decided_at = models.DateTimeField(auto_now_add=True)
 
-    class Meta:
-        constraints = [
-            models.UniqueConstraint(fields=["run", "finished_at"], name="notice_once_per_ending")
-        ]
-
     def __str__(self) -> str:
-        return f"run {self.run_id} ended {self.finished_at:%Y-%m-%d %H:%M:%S}"
+        return f"notice of {self.ending}"

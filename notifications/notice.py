@@ -11,7 +11,7 @@ from django.utils import timezone
 
 from jobs import logs
 from jobs.describe import duration
-from jobs.models import ProcessRun, TaskRun
+from jobs.models import ProcessRun, RunEnding, TaskRun
 from notifications.base import Notice, TaskLine
 from notifications.decide import AlertKind, Event
 from notifications.models import Alert, Delivery
@@ -44,33 +44,36 @@ def notice_for(delivery: Delivery) -> Notice:
             at=timezone.now(),
             critical=process.critical,
         )
-    run = delivery.run
+    ending = delivery.ending
     if delivery.alert is not None:
-        return _alert_notice(delivery.alert, event, run)
-    assert run is not None, f"delivery {delivery.pk} names neither a run nor an alert"
-    return _run_notice(run, event)
+        return _alert_notice(delivery.alert, event, ending)
+    assert ending is not None, f"delivery {delivery.pk} names neither an ending nor an alert"
+    return _run_notice(ending, event)
 
 
-def _run_notice(run: ProcessRun, event: Event) -> Notice:
+def _run_notice(ending: RunEnding, event: Event) -> Notice:
+    """A run's ending as it was (a run retried in place may be running again by now)."""
+    run = ending.run
     name = run.definition.name
-    said = "recovered: it succeeded" if event is Event.RECOVERED else str(run.status)
-    took = duration(run)
+    said = "recovered: it succeeded" if event is Event.RECOVERED else ending.status
+    started = run.started_at
+    took = (ending.at - started).total_seconds() if started and started <= ending.at else None
     return Notice(
         event=event,
         process=name,
         title=f"{name} run {run.pk} {said}",
-        detail=run.reason,
+        detail=ending.reason,
         url=absolute(reverse("run", args=[run.pk])),
-        at=run.finished_at or timezone.now(),
+        at=ending.at,
         run_id=run.pk,
-        run_status=run.status,
-        duration_s=took.total_seconds() if took is not None else None,
+        run_status=ending.status,
+        duration_s=took,
         critical=run.definition.critical,
         tasks=task_lines(run),
     )
 
 
-def _alert_notice(alert: Alert, event: Event, run: ProcessRun | None) -> Notice:
+def _alert_notice(alert: Alert, event: Event, ending: RunEnding | None) -> Notice:
     name = alert.process.name
     kind = AlertKind(alert.kind)
     resolved = event is Event.RESOLVED
@@ -80,8 +83,8 @@ def _alert_notice(alert: Alert, event: Event, run: ProcessRun | None) -> Notice:
         # (it started, it was paused, the run ended), which the detail gives.
         title = f"{name} recovered" if kind is AlertKind.FAILING else f"{title}: resolved"
     detail = alert.resolution if resolved else alert.message
-    if run is not None:  # "failing": the run that failed (or recovered) is the news
-        notice = _run_notice(run, event)
+    if ending is not None:  # "failing": the run that failed (or recovered) is the news
+        notice = _run_notice(ending, event)
     else:
         notice = Notice(
             event=event,

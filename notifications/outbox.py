@@ -9,8 +9,10 @@ after that transaction committed, never inside a run's lock, and never failing t
   it or it is done, and this one leaves it;
 - a temporary error puts it back to pending with a growing delay (``Backoff``), up to
   SUNDIAL_DELIVERY_MAX_ATTEMPTS; a permanent one fails it and flags its subscription;
-- the deliveries of one alert to one recipient go out in the order they were decided (a
-  resolve never overtakes its trigger);
+- the deliveries of one incident to one recipient go out in the order they were decided
+  (a resolve never overtakes its trigger, nor an old alert's resolve the next trigger);
+- a delivery whose subscription was deleted before it went is failed, not sent (a webhook
+  would go unsigned);
 - ``reconcile`` re-sends what the broker lost: pending deliveries that are due, deliveries
   claimed by a worker that died, and finished runs never noticed.
 
@@ -30,12 +32,12 @@ from datetime import datetime, timedelta
 from django.conf import settings
 from django.core.exceptions import ValidationError
 from django.db import transaction
-from django.db.models import Exists, F, OuterRef, Q, QuerySet
+from django.db.models import F, Q
 from django.utils import timezone
 
 from jobs import dispatch
 from jobs.engine import Backoff, RunStatus
-from jobs.models import ProcessDefinition, ProcessRun
+from jobs.models import ProcessDefinition, RunEnding
 from notifications import decide
 from notifications.base import ChannelError, Outgoing
 from notifications.models import Alert, Delivery, DeliveryStatus, RunNotice, Subscription
@@ -45,10 +47,13 @@ from notifications.registry import KINDS, channel_for
 log = logging.getLogger(__name__)
 
 DELIVER = "notifications.tasks.deliver"
-REPORTED = (RunStatus.SUCCEEDED, RunStatus.FAILED, RunStatus.KILLED)
 RETRY_DELAYS = Backoff(initial_delay_s=15, multiplier=2, max_delay_s=900, jitter=0.1)
 # A pending delivery younger than this was just enqueued: the reconciler leaves it be.
 FRESH = timedelta(seconds=10)
+# A message may come this early for its due time (clocks of two hosts differ a little).
+EARLY = timedelta(seconds=1)
+# How long after an earlier delivery of the same incident is due a later one is tried.
+AFTER_EARLIER = timedelta(seconds=2)
 # Finished runs older than this are history: a run never noticed by then is not reported.
 NOTICE_WINDOW = timedelta(days=1)
 DEFAULT = "default"  # the subscriber key of the installation's PagerDuty service
@@ -80,61 +85,57 @@ def audience(process: ProcessDefinition) -> _Audience:
 
 
 def notice_run(run_id: int) -> list[int]:
-    """Decide who hears of a finished run, once, and send it; the ids of new deliveries.
+    """Decide who hears of each ending of a run not yet noticed, in the order they came,
+    and send it; the ids of new deliveries. (A run retried in place before its failure was
+    noticed has two endings to tell; the run itself already says only the second.)"""
+    made: list[int] = []
+    for ending in RunEnding.objects.filter(run_id=run_id, notice__isnull=True).order_by("id"):
+        made += notice_ending(ending)
+    return made
+
+
+def notice_ending(ending: RunEnding) -> list[int]:
+    """Decide who hears of one ending, once.
 
     Notices of one process are decided one at a time (its row is locked), so two runs ending
-    together read each other's alert, and a repeated notice finds the run noticed already.
+    together read each other's alert, and a repeated notice finds the ending noticed already.
     """
     with transaction.atomic():
-        run = ProcessRun.objects.filter(pk=run_id, status__in=REPORTED).first()
-        if run is None:
-            return []  # not finished (its end notices it) or never started (nothing to tell)
-        process = ProcessDefinition.objects.select_for_update().get(pk=run.definition_id)
-        notice, new = RunNotice.objects.get_or_create(
-            run=run, finished_at=run.finished_at, defaults={"status": run.status}
-        )
-        if not new:
+        process = ProcessDefinition.objects.select_for_update().get(pk=ending.definition_id)
+        if not RunNotice.objects.get_or_create(ending=ending)[1]:
             return []  # noticed already: the first notice decided it all
-        finished = ProcessRun.objects.filter(definition=process, status__in=REPORTED)
-        before = _statuses_before(run, finished, process.page_after_failures)
+        endings = RunEnding.objects.filter(definition=process)
+        before = list(
+            endings.filter(pk__lt=ending.pk)
+            .order_by("-id")
+            .values_list("status", flat=True)[: process.page_after_failures]
+        )
         failing = Alert.objects.filter(
             process=process, kind=decide.AlertKind.FAILING, resolved_at__isnull=True
         ).first()
         heard = audience(process)
         decision = decide.decide_run(
             heard.subscribers,
-            RunStatus(run.status),
+            RunStatus(ending.status),
             RunStatus(before[0]) if before else None,
-            failures_in_a_row=_leading_failures([run.status, *before]),
+            failures_in_a_row=_leading_failures([ending.status, *before]),
             page_after=process.page_after_failures,
             failing_open=failing is not None,
             critical=process.critical,
-            # News of an older run (its notice came late) changes no alert.
-            latest=not finished.filter(pk__gt=run.pk).exists(),
+            # News of an older ending (its notice came late) changes no alert.
+            latest=not endings.filter(pk__gt=ending.pk).exists(),
         )
-        alert = _apply_failing(process, run, decision.failing, failing)
+        alert = _apply_failing(process, ending, decision.failing, failing)
         reports = [(key, event) for key, event in decision.tell if event not in _ALERT_EVENTS]
         incidents = [(key, event) for key, event in decision.tell if event in _ALERT_EVENTS]
-        tag = f"notice{notice.pk}"
-        made = _record(process, heard, reports, run=run, tag=tag)
+        tag = f"ending{ending.pk}"
+        made = _record(process, heard, reports, ending=ending, tag=tag)
         if alert is not None:
-            made += _record(process, heard, incidents, run=run, alert=alert, tag=tag)
+            made += _record(process, heard, incidents, ending=ending, alert=alert, tag=tag)
     return made
 
 
 _ALERT_EVENTS = (decide.Event.ALERT, decide.Event.RESOLVED)
-
-
-def _statuses_before(run: ProcessRun, finished: QuerySet[ProcessRun], count: int) -> list[str]:
-    """How the process's runs ended before this ending, newest first (at most ``count``):
-    the run's own earlier ending first when it was retried in place, then older runs."""
-    own = list(
-        run.notices.exclude(finished_at=run.finished_at)
-        .order_by("-finished_at")
-        .values_list("status", flat=True)[:1]
-    )
-    older = finished.filter(pk__lt=run.pk).order_by("-id").values_list("status", flat=True)
-    return (own + list(older[:count]))[:count]
 
 
 def _leading_failures(statuses: Iterable[str]) -> int:
@@ -148,7 +149,7 @@ def _leading_failures(statuses: Iterable[str]) -> int:
 
 def _apply_failing(
     process: ProcessDefinition,
-    run: ProcessRun,
+    ending: RunEnding,
     change: decide.AlertChange | None,
     open_alert: Alert | None,
 ) -> Alert | None:
@@ -157,12 +158,12 @@ def _apply_failing(
         return Alert.objects.create(
             process=process,
             kind=decide.AlertKind.FAILING,
-            key=f"run{run.pk}",
+            key=f"ending{ending.pk}",
             message=f"{process.name} failed {_runs_in_a_row(process.page_after_failures)}:"
-            f" {run.reason or 'failed'}",
+            f" {ending.reason or 'failed'}",
         )
     if change is decide.AlertChange.RESOLVE and open_alert is not None:
-        resolve(open_alert, f"run {run.pk} succeeded")
+        resolve(open_alert, f"run {ending.run_id} succeeded")
     return open_alert if change is not None else None
 
 
@@ -196,7 +197,7 @@ def _record(
     heard: _Audience,
     told: list[tuple[str, decide.Event]],
     *,
-    run: ProcessRun | None = None,
+    ending: RunEnding | None = None,
     alert: Alert | None = None,
     tag: str,
 ) -> list[int]:
@@ -205,7 +206,7 @@ def _record(
     if alert is not None:
         about = f"alert{alert.pk}"
     else:
-        about = f"run{run.pk}" if run is not None else f"process{process.pk}"
+        about = f"run{ending.run_id}" if ending is not None else f"process{process.pk}"
     rows = []
     for key, event in told:
         subscription = heard.subscriptions[key]
@@ -218,7 +219,8 @@ def _record(
                     key=f"{about}:{tag}:{event}:{key}:{digest}",
                     subscription=subscription,
                     process=process,
-                    run=run,
+                    run_id=ending.run_id if ending is not None else None,
+                    ending=ending,
                     alert=alert,
                     channel=kind.name,
                     target=target,
@@ -266,12 +268,18 @@ def deliver(delivery_id: int) -> str | None:
     """Send one delivery if it is due and this worker wins its claim; what became of it
     (None: not this worker's to send now)."""
     now = timezone.now()
-    delivery = Delivery.objects.filter(pk=delivery_id).select_related("subscription").first()
+    delivery = (
+        Delivery.objects.filter(pk=delivery_id).select_related("subscription", "alert").first()
+    )
     if delivery is None or delivery.status != DeliveryStatus.PENDING:
         return None
-    wait = _wait_before(delivery, now)
-    if wait is not None:
-        dispatch.after_commit(DELIVER, delivery.pk, countdown=wait)
+    if delivery.next_try_at is not None and delivery.next_try_at > now + EARLY:
+        # Not due: the message that was sent for its due time (or the reconciler) comes
+        # then. Dropping this one keeps repeated messages from multiplying.
+        return None
+    if delivery.subscription_id is None and not _to_the_default(delivery):
+        return _abandon(delivery, "its subscription was deleted before it was sent")
+    if _behind_earlier(delivery, now):
         return None
     claimed = Delivery.objects.filter(
         pk=delivery.pk, status=DeliveryStatus.PENDING, attempts=delivery.attempts
@@ -299,16 +307,33 @@ def deliver(delivery_id: int) -> str | None:
     return DeliveryStatus.SENT
 
 
-def _wait_before(delivery: Delivery, now: datetime) -> float | None:
-    """Seconds to wait before sending, or None to send now: not before its next try, and
-    not before an earlier delivery of the same alert to the same recipient has gone."""
-    if delivery.next_try_at is not None and delivery.next_try_at > now:
-        return (delivery.next_try_at - now).total_seconds()
-    if delivery.alert_id is None:
-        return None
+def _to_the_default(delivery: Delivery) -> bool:
+    """A delivery to the installation's PagerDuty service, which has no subscription row."""
+    return delivery.channel == "pagerduty" and delivery.target == ""
+
+
+def _abandon(delivery: Delivery, why: str) -> str | None:
+    """Fail a pending delivery that must not be sent (never tried, so nothing was said)."""
+    Delivery.objects.filter(
+        pk=delivery.pk, status=DeliveryStatus.PENDING, attempts=delivery.attempts
+    ).update(status=DeliveryStatus.FAILED, error=why, finished_at=timezone.now())
+    return DeliveryStatus.FAILED
+
+
+def _behind_earlier(delivery: Delivery, now: datetime) -> bool:
+    """Whether an earlier delivery of the same incident to the same recipient is unsent;
+    then this one is put off until just after it (a resolve never overtakes its trigger,
+    nor a late resolve of an old "failing" alert the trigger of the next one: all of a
+    process's "failing" alerts are one incident at PagerDuty, under one dedup key)."""
+    alert = delivery.alert
+    if alert is None:
+        return False
+    same_incident = Q(alert=alert)
+    if alert.kind == decide.AlertKind.FAILING:
+        same_incident = Q(alert__process_id=alert.process_id, alert__kind=alert.kind)
     earlier = (
         Delivery.objects.filter(
-            alert_id=delivery.alert_id,
+            same_incident,
             channel=delivery.channel,
             target=delivery.target,
             pk__lt=delivery.pk,
@@ -318,10 +343,14 @@ def _wait_before(delivery: Delivery, now: datetime) -> float | None:
         .first()
     )
     if earlier is None:
-        return None
-    dispatch.after_commit(DELIVER, earlier.pk)  # in case its own message was lost
-    due = earlier.next_try_at or now
-    return max(1.0, (due - now).total_seconds() + 1.0)
+        return False
+    due = max(now, earlier.next_try_at or now) + AFTER_EARLIER
+    # Recorded, so the reconciler leaves it until then; 0 rows: it moved on meanwhile.
+    if Delivery.objects.filter(
+        pk=delivery.pk, status=DeliveryStatus.PENDING, attempts=delivery.attempts
+    ).update(next_try_at=due):
+        dispatch.after_commit(DELIVER, delivery.pk, countdown=(due - now).total_seconds())
+    return True
 
 
 def _failed(delivery: Delivery, attempt: int, message: str, *, permanent: bool) -> str:
@@ -383,17 +412,12 @@ def reconcile() -> int:
     for delivery_id in due:
         dispatch.after_commit(DELIVER, delivery_id)
     unnoticed = list(
-        ProcessRun.objects.filter(
-            status__in=REPORTED,
-            finished_at__gte=now - NOTICE_WINDOW,
-            finished_at__lt=now - FRESH,
+        RunEnding.objects.filter(
+            at__gte=now - NOTICE_WINDOW, at__lt=now - FRESH, notice__isnull=True
         )
-        .exclude(
-            Exists(
-                RunNotice.objects.filter(run=OuterRef("pk"), finished_at=OuterRef("finished_at"))
-            )
-        )
-        .values_list("pk", flat=True)[:1000]
+        .order_by("run_id")
+        .values_list("run_id", flat=True)
+        .distinct()[:1000]
     )
     for run_id in unnoticed:
         dispatch.after_commit(dispatch.NOTICE, run_id)

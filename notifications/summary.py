@@ -97,6 +97,8 @@ def summary(process: ProcessDefinition) -> Summary:
 
 def _hears(channel: str, policy: str, process: ProcessDefinition) -> str:
     kind = KINDS.get(channel)
+    if policy == Policy.NEVER:
+        return POLICY_LABELS[Policy.NEVER]
     if kind is not None and kind.incidents:
         if not process.critical:
             return "nothing: only critical processes page"

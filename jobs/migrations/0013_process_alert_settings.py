@@ -57,8 +57,4 @@ class Migration(migrations.Migration):
                 validators=[django.core.validators.MinValueValidator(1)],
             ),
         ),
-        migrations.AddIndex(
-            model_name="processrun",
-            index=models.Index(fields=["finished_at"], name="run_finished_at"),
-        ),
     ]

@@ -28,7 +28,7 @@ from django.db.models import F
 from django.utils import timezone
 
 from jobs import dispatch
-from jobs.models import ProcessDefinition, ProcessRun, TaskDefinition, TaskRun, Trigger
+from jobs.models import ProcessDefinition, ProcessRun, RunEnding, TaskDefinition, TaskRun, Trigger
 from jobs.orchestrator import request_kill, retry_failed_tasks, trigger_run
 from notifications import alerts, outbox, registry
 from notifications.models import Alert, Delivery, DeliveryStatus, RunNotice, Subscription
@@ -271,7 +271,7 @@ def test_a_notice_the_broker_lost_is_sent_by_the_reconciler(
     assert outbox.reconcile() == 1
     (delivery,) = wait_settled(count=1)
     assert delivery.status == DeliveryStatus.SENT and delivery.event == "failed"
-    assert RunNotice.objects.filter(run=run).count() == 1
+    assert RunNotice.objects.filter(ending__run=run).count() == 1
     assert [r.json["event"] for r in receiver.received] == ["failed"]
     assert outbox.reconcile() == 0, "noticed once: the reconciler has nothing more to send"
 
@@ -298,12 +298,6 @@ def test_a_resolve_waits_for_its_trigger_while_pagerduty_answers_500(ca, tmp_pat
     assert actions.index("resolve") > actions.index("trigger")
 
 
-@pytest.mark.xfail(
-    strict=True,
-    reason="ordering is per Alert, but every 'failing' alert of a process shares one PagerDuty"
-    " dedup key: a new failure's trigger overtakes the old alert's pending trigger+resolve,"
-    " and the late resolve closes the new, still-open incident",
-)
 def test_a_late_resolve_of_an_old_failing_alert_does_not_close_the_new_incident(
     ca, tmp_path, fake, workers
 ):
@@ -437,7 +431,7 @@ def test_a_kill_racing_the_end_of_a_run_is_noticed_once(receiver, workers):
     wait_settled(count=len(runs))
     for run in runs:
         assert run.status in ("killed", "succeeded")
-        assert RunNotice.objects.filter(run=run).count() == 1
+        assert RunNotice.objects.filter(ending__run=run).count() == 1
         told = [r.json for r in receiver.received if (r.json["run"] or {}).get("id") == run.pk]
         assert len(told) == 1, told
         expected = {"killed": "killed"}.get(run.status, ("succeeded", "recovered"))
@@ -470,7 +464,7 @@ def test_a_run_retried_in_place_that_succeeds_recovers_and_resolves(
     dedup = "sundial/retried/failing"
     assert fake.actions() == [("trigger", dedup), ("resolve", dedup)]
     assert [r.json["event"] for r in receiver.received] == ["failed", "recovered"]
-    assert RunNotice.objects.filter(run=run).count() == 2
+    assert RunNotice.objects.filter(ending__run=run).count() == 2
     (alert,) = Alert.objects.all()
     assert alert.resolved_at is not None
 
@@ -504,12 +498,6 @@ def test_invalid_targets_fail_for_good_and_the_others_still_hear(
     assert run.status == "failed"
 
 
-@pytest.mark.xfail(
-    strict=True,
-    reason="notifications/http.py builds urllib.request.Request outside its try: a webhook or"
-    " Slack target that is not a URL raises a bare ValueError, taken as a temporary error:"
-    " retried up to 10 times over hours, subscription never flagged",
-)
 def test_a_webhook_target_that_is_no_url_fails_for_good_at_once(tmp_path, workers):
     process = make_process("no-url")
     bad = subscribe_hook(process, "not a url")
@@ -534,12 +522,6 @@ def test_a_webhook_target_that_is_no_url_fails_for_good_at_once(tmp_path, worker
 # ---- 9. and the rest ----
 
 
-@pytest.mark.xfail(
-    strict=True,
-    reason="a pending webhook delivery whose subscription was deleted is still sent, and"
-    " unsigned (subscription SET_NULL -> secret ''): the receiver gets a request it must"
-    " treat as forged",
-)
 def test_a_delivery_of_a_deleted_subscription_is_not_sent_unsigned(receiver, monkeypatch):
     monkeypatch.setattr(dispatch, "after_commit", lambda *a, **k: None)  # no worker here
     process = make_process("gone")
@@ -648,7 +630,7 @@ def test_two_notices_of_one_run_and_two_runs_failing_at_once_decide_once(receive
     now = timezone.now()
 
     def ended(status: str) -> ProcessRun:
-        return ProcessRun.objects.create(
+        run = ProcessRun.objects.create(
             definition=process,
             snapshot={},
             trigger="manual",
@@ -656,6 +638,8 @@ def test_two_notices_of_one_run_and_two_runs_failing_at_once_decide_once(receive
             started_at=now - timedelta(minutes=1),
             finished_at=now,
         )
+        RunEnding.objects.create(run=run, definition=process, status=status, at=now)
+        return run
 
     one = ended("failed")
     outcomes = race(lambda: outbox.notice_run(one.pk), lambda: outbox.notice_run(one.pk))
@@ -671,11 +655,6 @@ def test_two_notices_of_one_run_and_two_runs_failing_at_once_decide_once(receive
     assert Delivery.objects.filter(event="failed").count() == 3
 
 
-@pytest.mark.xfail(
-    strict=True,
-    reason="a PagerDuty subscription set to 'never (paused)' still pages: decide_run and"
-    " alert_audience ignore the policy of incident subscribers",
-)
 def test_a_pagerduty_subscription_set_to_never_does_not_page(monkeypatch):
     monkeypatch.setattr(dispatch, "after_commit", lambda *a, **k: None)  # no worker here
     process = make_process("paused", critical=True)
@@ -684,12 +663,6 @@ def test_a_pagerduty_subscription_set_to_never_does_not_page(monkeypatch):
     assert not Delivery.objects.exists(), list(Delivery.objects.values("channel", "event"))
 
 
-@pytest.mark.xfail(
-    strict=True,
-    reason="a failed ending whose notice had not run yet when the run was retried in place is"
-    " never decided: notice_run finds the run active and drops it, the reconciler only"
-    " looks for finished runs; no 'failed' report, no alert, and the success is no 'recovered'",
-)
 def test_a_failure_retried_in_place_before_its_notice_ran_is_still_reported(
     monkeypatch, tmp_path, receiver
 ):
@@ -709,8 +682,8 @@ def test_a_failure_retried_in_place_before_its_notice_ran_is_still_reported(
     assert late == [(run.pk,)]
     marker.touch()
     retry_failed_tasks(run.pk)  # a person retries at once; the notice message is still queued
-    for run_id in late:  # then a worker takes the notice: the run is running again
-        assert outbox.notice_run(*run_id) == []
+    for run_id in late:  # then a worker takes the notice: the run is running again, and
+        assert len(outbox.notice_run(*run_id)) == 1  # its failure is told all the same
     drive(run)
     wait_until_this_process_recorded_its_exits()
     run.refresh_from_db()
@@ -725,12 +698,6 @@ def test_a_failure_retried_in_place_before_its_notice_ran_is_still_reported(
     assert events == ["failed", "recovered"], events
 
 
-@pytest.mark.xfail(
-    strict=True,
-    reason="a resolve waiting for its trigger has next_try_at NULL, so every reconcile pass"
-    " (beat: every 15 s) re-sends it; each copy re-schedules itself (and sends one more copy"
-    " of the trigger) at every wake until the trigger goes: copies grow through an outage",
-)
 def test_a_resolve_waiting_for_its_trigger_is_not_multiplied_by_the_reconciler(fake, monkeypatch):
     from tests.faults.conftest import Network, intercept
 

@@ -7,7 +7,7 @@ from datetime import timedelta
 
 from django.utils import timezone
 
-from jobs.models import ProcessRun
+from jobs.models import ProcessRun, RunEnding
 from notifications import outbox
 from notifications.models import Delivery, DeliveryStatus
 
@@ -24,7 +24,19 @@ def finish(process, status: str, reason: str = "") -> ProcessRun:
         started_at=now - timedelta(minutes=3),
         finished_at=now,
     )
+    return end(run, status, reason, at=now)
+
+
+def end(run: ProcessRun, status: str, reason: str = "", *, at=None) -> ProcessRun:
+    """``run`` ends (again: a run retried in place ends more than once) with ``status``, as
+    the orchestrator records it, and is noticed."""
+    now = at or timezone.now()
+    ProcessRun.objects.filter(pk=run.pk).update(status=status, reason=reason, finished_at=now)
+    RunEnding.objects.create(
+        run=run, definition_id=run.definition_id, status=status, reason=reason, at=now
+    )
     outbox.notice_run(run.pk)
+    run.refresh_from_db()
     return run
 
 

@@ -9,13 +9,13 @@ from datetime import timedelta
 import pytest
 from django.utils import timezone
 
-from jobs.models import ProcessRun
+from jobs.models import ProcessRun, RunEnding
 from notifications import outbox, registry
 from notifications.decide import AlertChange, AlertKind, Event
 from notifications.memory.channel import SHARED
 from notifications.models import Alert, Delivery, DeliveryStatus, RunNotice, Subscription
 from tests.conftest import make_process
-from tests.notifications.flow import finish, make_due, send_due
+from tests.notifications.flow import end, finish, make_due, send_due
 
 pytestmark = pytest.mark.django_db
 
@@ -49,17 +49,14 @@ def test_one_delivery_per_recipient_sent_once(memory_channel):
     # The broker repeats both messages: nothing is decided or sent twice.
     assert outbox.notice_run(run.pk) == []
     assert send_due() == [] and len(memory_channel.sent) == 2
-    assert RunNotice.objects.filter(run=run).count() == 1
+    assert RunNotice.objects.filter(ending__run=run).count() == 1
 
 
 def test_a_run_retried_in_place_is_news_again_when_it_ends_again(memory_channel):
     process = make_process("orders")
     Subscription.objects.create(process=process, channel="memory", target="ana", policy="always")
     run = finish(process, "failed")
-    ProcessRun.objects.filter(pk=run.pk).update(
-        status="succeeded", finished_at=timezone.now() + timedelta(seconds=5)
-    )
-    outbox.notice_run(run.pk)
+    end(run, "succeeded")
     send_due()
     assert [event for _, event, _ in sent(memory_channel)] == ["failed", "recovered"]
 
@@ -131,6 +128,7 @@ def test_the_reconciler_resends_lost_messages_and_sends_stuck_ones_again(
     lost = ProcessRun.objects.create(
         definition=process, snapshot={}, trigger="manual", status="failed", finished_at=long_ago
     )
+    RunEnding.objects.create(run=lost, definition=process, status="failed", at=long_ago)
     # A delivery whose message was lost, and one whose worker died while sending it.
     finish(process, "failed")
     finish(process, "failed")

@@ -249,10 +249,8 @@ def test_other_events_are_not_pagerdutys_news(fake):
 @pytest.mark.django_db
 def test_a_test_send_opens_an_incident_and_resolves_it_at_once(fake):
     process = critical()
-    delivery = Delivery.objects.create(
-        key="test-1", process=process, channel="pagerduty", target=KEY, event=Event.TEST
-    )
-    assert outbox.deliver(delivery.pk) == DeliveryStatus.SENT
+    (delivery,) = outbox.send_test(process.subscriptions.get())
+    assert outbox.deliver(delivery) == DeliveryStatus.SENT
     test_key = "sundial/orders/test"
     assert fake.actions() == [("trigger", test_key), ("resolve", test_key)]
     assert fake.accepted()[0]["payload"]["summary"].startswith("Test from Sundial for orders")
