@@ -21,6 +21,7 @@ from collections.abc import Iterator
 from datetime import datetime, timedelta
 from typing import Any
 
+from django.conf import settings
 from django.db import IntegrityError, transaction
 from django.db.models import Exists, F, Max, OuterRef, Q, QuerySet, Window
 from django.db.models.functions import RowNumber
@@ -30,13 +31,33 @@ from jobs.engine import AttemptStatus, RunStatus
 from jobs.models import ProcessDefinition, ProcessRun, ScheduleKind, TaskRun, Trigger
 from notifications import conditions, outbox
 from notifications.decide import AlertChange, AlertKind
-from notifications.models import Alert
+from notifications.models import Alert, ScanClock
 
 log = logging.getLogger(__name__)
 
+SCAN_CLOCK = 1  # the ScanClock row
 # A deadline asks "a success since that day's midnight?": successes older than the oldest
 # day it asks about (yesterday, or an open alert's day) are not read.
 _SUCCESS_LOOKBACK = timedelta(days=3)
+
+
+def scan_if_due(now: datetime | None = None) -> int | None:
+    """Scan if no one has in the last SUNDIAL_ALERT_SCAN_EVERY_S; how many alerts changed,
+    or None when another caller's scan is recent (its claim won: a decision, not an error)."""
+    now = now or timezone.now()
+    every = timedelta(seconds=settings.SUNDIAL_ALERT_SCAN_EVERY_S)
+    clock = ScanClock.objects.filter(pk=SCAN_CLOCK, due_at__lte=now)
+    if not clock.update(due_at=now + every):
+        if ScanClock.objects.filter(pk=SCAN_CLOCK).exists():
+            return None
+        # The first scan of an installation: the row the claims are made on does not exist
+        # yet. Creating it is itself the claim (its key is unique: one creator wins).
+        try:
+            with transaction.atomic():
+                ScanClock.objects.create(pk=SCAN_CLOCK, due_at=now + every)
+        except IntegrityError:
+            return None
+    return scan(now)
 
 
 def scan(now: datetime | None = None) -> int:

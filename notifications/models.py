@@ -143,3 +143,14 @@ class RunNotice(models.Model):
 
     def __str__(self) -> str:
         return f"notice of {self.ending}"
+
+
+class ScanClock(models.Model):
+    """When the alert scan is next due: one row. Beat's task and every worker's watchdog
+    claim a scan with a conditional UPDATE of it, so one scan runs per period however many
+    ask, and a scan still runs while beat is down (the case a missed start is about)."""
+
+    due_at = models.DateTimeField()
+
+    def __str__(self) -> str:
+        return f"alert scan due at {self.due_at:%Y-%m-%d %H:%M:%S}"

@@ -3,8 +3,10 @@
 from __future__ import annotations
 
 from celery import shared_task
+from celery.signals import worker_ready, worker_shutdown
 
 from notifications import alerts, outbox
+from notifications.watchdog import start_watchdog, stop_watchdog
 
 
 @shared_task(name="notifications.tasks.notice_run")
@@ -24,4 +26,11 @@ def reconcile() -> int:
 
 @shared_task(name="notifications.tasks.scan_alerts")
 def scan_alerts() -> int:
-    return alerts.scan()
+    """Beat's scan: skipped when a worker's watchdog scanned within the period."""
+    return alerts.scan_if_due() or 0
+
+
+# Workers scan for alerts on their own too, so a missed start is seen while beat is down.
+# weak=False: module functions.
+worker_ready.connect(start_watchdog, weak=False)
+worker_shutdown.connect(stop_watchdog, weak=False)

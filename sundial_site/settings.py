@@ -168,6 +168,9 @@ if SUNDIAL_PAGERDUTY_EVENTS_URL and not SUNDIAL_PAGERDUTY_EVENTS_URL.startswith(
         f" not {SUNDIAL_PAGERDUTY_EVENTS_URL!r}"
     )
 
+# How often alerts (missed starts, long runs, deadlines) are looked for: by beat, and by
+# each worker too, so a missed start is seen while beat is down.
+SUNDIAL_ALERT_SCAN_EVERY_S = env_float("SUNDIAL_ALERT_SCAN_EVERY_S", 30.0, minimum=1.0)
 # A delivery is tried at most this many times (with a growing delay) before it is given up.
 SUNDIAL_DELIVERY_MAX_ATTEMPTS = env_int("SUNDIAL_DELIVERY_MAX_ATTEMPTS", 10, minimum=1)
 # A delivery claimed this long ago by a worker that never finished it is tried again.

@@ -1,0 +1,77 @@
+"""Alerts are looked for without beat: one scan per period however many ask (beat's task,
+every worker's watchdog), and a worker alone reports the missed start a stopped beat causes."""
+
+from __future__ import annotations
+
+import json
+from collections.abc import Iterator
+from datetime import timedelta
+
+import pytest
+from django.utils import timezone
+
+from jobs.models import ProcessDefinition
+from notifications.alerts import scan_if_due
+from notifications.models import Alert, ScanClock, Subscription
+from tests.conftest import make_process, purge_task_queue
+from tests.notifications.receiver import Receiver, serve
+from tests.orchestrator.driving import race, wait_for
+from tests.workers import Worker
+
+pytestmark = pytest.mark.django_db(transaction=True)
+
+
+@pytest.fixture
+def receiver() -> Iterator[Receiver]:
+    yield from serve()
+
+
+def stuck(name: str = "hourly") -> ProcessDefinition:
+    """An hourly process whose fire time no one took two hours ago (beat is down)."""
+    process = make_process(name, schedule_kind="cron", cron="0 * * * *", missed_start_grace_s=60)
+    ProcessDefinition.objects.filter(pk=process.pk).update(
+        next_fire_at=timezone.now() - timedelta(hours=2)
+    )
+    return process
+
+
+def test_one_scan_a_period_however_many_ask(settings):
+    settings.SUNDIAL_ALERT_SCAN_EVERY_S = 30
+    stuck()
+    now = timezone.now()
+    assert scan_if_due(now) == 1, "the first ever: the clock is made, and the scan runs"
+    assert scan_if_due(now + timedelta(seconds=5)) is None, "scanned 5 s ago: not due"
+    assert ScanClock.objects.get().due_at == now + timedelta(seconds=30)
+    assert scan_if_due(now + timedelta(seconds=31)) == 0, "due again: it scans (nothing new)"
+    assert Alert.objects.count() == 1
+
+
+@pytest.mark.postgres
+def test_two_callers_at_once_make_one_scan(settings):
+    settings.SUNDIAL_ALERT_SCAN_EVERY_S = 30
+    stuck()
+    now = timezone.now()
+    for at in (now, now + timedelta(seconds=31)):  # the clock's first claim, then a due one
+        outcomes = race(lambda at=at: scan_if_due(at), lambda at=at: scan_if_due(at))
+        assert [error for _, error in outcomes] == [None, None]
+        results = [result for result, _ in outcomes]
+        assert results.count(None) == 1, f"one scanned, the other found it scanned: {results}"
+    assert Alert.objects.count() == 1
+
+
+@pytest.mark.redis
+def test_a_worker_without_beat_reports_a_missed_start(receiver, tmp_path):
+    purge_task_queue()
+    process = stuck("nightly")
+    Subscription.objects.create(
+        process=process, channel="webhook", target=receiver.url, secret="s3cret"
+    )
+    worker = Worker(tmp_path, SUNDIAL_ALERT_SCAN_EVERY_S="1")  # no beat anywhere
+    try:
+        wait_for(lambda: receiver.received, timeout=30)
+    finally:
+        worker.kill()
+        purge_task_queue()
+    said = json.loads(receiver.received[0].body)
+    assert (said["event"], said["title"]) == ("alert", "nightly did not start on time")
+    assert "Are celery beat and the workers running?" in said["detail"]
