@@ -313,6 +313,13 @@ def test_a_critical_process_failing_three_times_then_recovering_through_a_worker
                 run.refresh_from_db()
                 assert run.status == status
                 fake.wait_for(count)
+            # The fake has the last event; the worker records the send just after.
+            wait_for(
+                lambda: (
+                    set(Delivery.objects.values_list("status", flat=True)) == {DeliveryStatus.SENT}
+                ),
+                timeout=15,
+            )
         finally:
             worker.kill()
             stop_task_processes()
