@@ -42,7 +42,8 @@ def _start(var_dir: Path, **env: str) -> tuple[subprocess.Popen, dict, float]:
         if k not in {"DATABASE_URL", "CELERY_BROKER_URL", "DJANGO_SETTINGS_MODULE"}
     }
     port = _free_port()
-    base |= {"SUNDIAL_VAR_DIR": str(var_dir), "SUNDIAL_API_URL": f"http://127.0.0.1:{port}"}
+    base = {k: v for k, v in base.items() if not k.startswith("SUNDIAL_")}
+    base |= {"SUNDIAL_VAR_DIR": str(var_dir)}
     base |= env
     proc = subprocess.Popen(
         [sys.executable, "manage.py", "run", "--no-demo", "--addr", f"127.0.0.1:{port}"],
@@ -87,14 +88,32 @@ def _children(pid: int) -> list[int]:
     return children
 
 
+REPORT = """
+import json, os, urllib.request
+request = urllib.request.Request(
+    os.environ["SUNDIAL_API_URL"] + f"/api/v1/task-runs/{os.environ['SUNDIAL_TASK_RUN_ID']}/report",
+    data=json.dumps({"success": True}).encode(),
+    headers={"Authorization": "Bearer " + os.environ["SUNDIAL_TOKEN"],
+             "Content-Type": "application/json"},
+)
+urllib.request.urlopen(request, timeout=10).read()
+"""
+
+
 def test_run_starts_everything_on_sqlite_and_a_serverless_broker_and_stops_on_ctrl_c(tmp_path):
     proc, env, deadline = _start(tmp_path)
+    # "b" counts only if it reports its success to the API: on the port `run` was given,
+    # which its tasks are told without being configured.
+    report = tmp_path / "report.py"
+    report.write_text(REPORT)
     try:
         assert (tmp_path / "sundial.sqlite3").exists()
+        b = {"requires": ["a"], "require_explicit_success": True}
+        b["config"] = {"command": [sys.executable, str(report)]}
         _shell(
             env,
             "from tests.conftest import make_process; from jobs.orchestrator import trigger_run;"
-            "trigger_run(make_process('smoke', {'a': {}, 'b': {'requires': ['a']}}), 'manual')",
+            f"trigger_run(make_process('smoke', {{'a': {{}}, 'b': {b!r}}}), 'manual')",
         )
         status = None
         while status != "succeeded":
@@ -147,3 +166,12 @@ def test_ctrl_c_stops_a_running_local_task_and_leaves_no_process(tmp_path):
             proc.communicate()
         if task is not None:
             kill_group(task)
+
+
+def test_tasks_and_messages_are_pointed_at_where_the_server_listens():
+    from jobs.management.commands.run import site_url
+
+    assert site_url("8001") == "http://127.0.0.1:8001"
+    assert site_url("127.0.0.1:8001") == "http://127.0.0.1:8001"
+    assert site_url("0.0.0.0:8000") == "http://127.0.0.1:8000", "every interface: loopback"
+    assert site_url("[::1]:8000") == "http://[::1]:8000"

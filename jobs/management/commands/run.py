@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import errno
+import os
 import secrets
 import signal
 import socket
@@ -66,8 +67,13 @@ class Command(BaseCommand):
         }
         # runserver's banner repeats the address printed below; its errors go to stderr.
         quiet = {"web": subprocess.DEVNULL}
+        # Tasks report to, and messages link to, where this web server listens, unless the
+        # environment says otherwise (a proxy in front, another name).
+        env = dict(os.environ)
+        env.setdefault("SUNDIAL_API_URL", site_url(addr))
+        env.setdefault("SUNDIAL_BASE_URL", env["SUNDIAL_API_URL"])
         children = {
-            name: subprocess.Popen(cmd, cwd=settings.BASE_DIR, stdout=quiet.get(name))
+            name: subprocess.Popen(cmd, cwd=settings.BASE_DIR, stdout=quiet.get(name), env=env)
             for name, cmd in commands.items()
         }
         self.stdout.write(
@@ -111,6 +117,16 @@ class Command(BaseCommand):
                     child.wait()
         if failed:
             sys.exit(1)
+
+
+def site_url(addr: str) -> str:
+    """The URL of a web server listening on ``addr`` (runserver's forms), as this machine
+    reaches it: a server on every interface is reached on loopback."""
+    host, _, port = addr.rpartition(":")
+    host = host.strip("[]") or DEFAULT_ADDR.partition(":")[0]
+    if host in ("0.0.0.0", "::"):
+        host = "127.0.0.1"
+    return f"http://[{host}]:{port}" if ":" in host else f"http://{host}:{port}"
 
 
 def check_free(addr: str) -> None:
