@@ -123,7 +123,7 @@ class DeliveryAdmin(admin.ModelAdmin):
 
 @admin.register(Alert)
 class AlertAdmin(admin.ModelAdmin):
-    list_display = ["opened_at", "process", "kind", "message", "resolved_at", "resolution"]
+    list_display = ["opened_at", "process", "kind", "resolved_at", "message", "resolution"]
     list_filter = ["kind", ("resolved_at", admin.EmptyFieldListFilter)]
     search_fields = ["process__name", "message"]
     list_select_related = ["process"]

@@ -32,7 +32,7 @@ class Subscription(models.Model):
     )
     # Set when the channel refused a delivery for good (an address or key it does not know):
     # shown in the admin and on the process page until a send succeeds again.
-    broken_at = models.DateTimeField(null=True, blank=True)
+    broken_at = models.DateTimeField("refused since", null=True, blank=True)
     broken_reason = models.TextField(blank=True)
     created_at = models.DateTimeField(auto_now_add=True)
 
@@ -47,7 +47,9 @@ class Alert(models.Model):
     """One occurrence of a condition about a process, open until it clears."""
 
     process = models.ForeignKey(ProcessDefinition, on_delete=models.CASCADE, related_name="alerts")
-    kind = models.CharField(max_length=16, choices=[(k.value, k.value) for k in AlertKind])
+    kind = models.CharField(
+        max_length=16, choices=[(k.value, k.value.replace("_", " ")) for k in AlertKind]
+    )
     # Tells occurrences apart: the fire time a start was missed at, the long run's id (or
     # "task<attempt id>"), the deadline's local date, the run that opened a "failing" alert.
     key = models.CharField(max_length=100)

@@ -44,8 +44,8 @@ class Migration(migrations.Migration):
                     models.CharField(
                         choices=[
                             ("failing", "failing"),
-                            ("missed_start", "missed_start"),
-                            ("long_running", "long_running"),
+                            ("missed_start", "missed start"),
+                            ("long_running", "long running"),
                             ("deadline", "deadline"),
                         ],
                         max_length=16,
@@ -116,7 +116,10 @@ class Migration(migrations.Migration):
                         max_length=200,
                     ),
                 ),
-                ("broken_at", models.DateTimeField(blank=True, null=True)),
+                (
+                    "broken_at",
+                    models.DateTimeField(blank=True, null=True, verbose_name="refused since"),
+                ),
                 ("broken_reason", models.TextField(blank=True)),
                 ("created_at", models.DateTimeField(auto_now_add=True)),
                 (
