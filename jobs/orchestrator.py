@@ -23,7 +23,7 @@ from dataclasses import dataclass, replace
 from datetime import datetime, timedelta
 from typing import Any
 
-from django.db import IntegrityError, transaction
+from django.db import IntegrityError, connection, transaction
 from django.db.models import Case, Exists, F, OuterRef, Value, When
 from django.db.models.functions import Coalesce
 from django.utils import timezone
@@ -424,9 +424,23 @@ def _finish_run(run: ProcessRun, status: RunStatus, reason: str, now: datetime) 
     return True
 
 
+# The key of the transaction-scoped advisory lock that orders one process's endings.
+ENDING_LOCK = 0x53554E44  # "SUND"
+
+
 def _record_ending(run: ProcessRun, status: RunStatus, reason: str, now: datetime) -> None:
     """Keep the ending in the transaction that made it, and tell whoever reacts to endings
-    once it commits (the database keeps it for them if that message is lost)."""
+    once it commits (the database keeps it for them if that message is lost).
+
+    A process's endings commit in the order of their ids: two runs of one process ending
+    at once take turns on a transaction-scoped advisory lock (PostgreSQL; SQLite has one
+    writer at a time anyway). Otherwise the later ending could be noticed before the
+    earlier one is visible, and "N failures in a row" would miss one. It is taken last,
+    after the run's own lock, and held only to the commit; nothing waits for a run's lock
+    while holding it, so it adds no deadlock."""
+    if connection.vendor == "postgresql":
+        with connection.cursor() as cursor:
+            cursor.execute("SELECT pg_advisory_xact_lock(%s, %s)", [ENDING_LOCK, run.definition_id])
     RunEnding.objects.create(
         run=run, definition_id=run.definition_id, status=status, reason=reason, at=now
     )

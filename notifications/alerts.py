@@ -23,14 +23,24 @@ from typing import Any
 
 from django.conf import settings
 from django.db import IntegrityError, transaction
-from django.db.models import Exists, F, Max, OuterRef, Q, QuerySet, Window
-from django.db.models.functions import RowNumber
+from django.db.models import (
+    DateTimeField,
+    Exists,
+    ExpressionWrapper,
+    F,
+    Max,
+    OuterRef,
+    Q,
+    QuerySet,
+    Window,
+)
+from django.db.models.functions import Now, RowNumber
 from django.utils import timezone
 
 from jobs.engine import AttemptStatus, RunStatus
 from jobs.models import ProcessDefinition, ProcessRun, ScheduleKind, TaskRun, Trigger
 from notifications import conditions, outbox
-from notifications.decide import AlertChange, AlertKind
+from notifications.decide import AlertKind
 from notifications.models import Alert, ScanClock
 
 log = logging.getLogger(__name__)
@@ -41,23 +51,25 @@ SCAN_CLOCK = 1  # the ScanClock row
 _SUCCESS_LOOKBACK = timedelta(days=3)
 
 
-def scan_if_due(now: datetime | None = None) -> int | None:
+def scan_if_due() -> int | None:
     """Scan if no one has in the last SUNDIAL_ALERT_SCAN_EVERY_S; how many alerts changed,
-    or None when another caller's scan is recent (its claim won: a decision, not an error)."""
-    now = now or timezone.now()
+    or None when another caller's scan is recent (its claim won: a decision, not an error).
+    The claim reads the database's clock, not this host's: a host whose clock runs ahead
+    would otherwise claim the next periods for itself (and scan none of them)."""
     every = timedelta(seconds=settings.SUNDIAL_ALERT_SCAN_EVERY_S)
-    clock = ScanClock.objects.filter(pk=SCAN_CLOCK, due_at__lte=now)
-    if not clock.update(due_at=now + every):
+    later = ExpressionWrapper(Now() + every, output_field=DateTimeField())
+    if not ScanClock.objects.filter(pk=SCAN_CLOCK, due_at__lte=Now()).update(due_at=later):
         if ScanClock.objects.filter(pk=SCAN_CLOCK).exists():
             return None
         # The first scan of an installation: the row the claims are made on does not exist
         # yet. Creating it is itself the claim (its key is unique: one creator wins).
         try:
             with transaction.atomic():
-                ScanClock.objects.create(pk=SCAN_CLOCK, due_at=now + every)
+                ScanClock.objects.create(pk=SCAN_CLOCK, due_at=timezone.now())
+                ScanClock.objects.filter(pk=SCAN_CLOCK).update(due_at=later)
         except IntegrityError:
             return None
-    return scan(now)
+    return scan()
 
 
 def scan(now: datetime | None = None) -> int:
@@ -257,7 +269,7 @@ def _open(process: ProcessDefinition, condition: conditions.Condition) -> int:
             alert = Alert.objects.create(
                 process=process, kind=condition.kind, key=condition.key, message=condition.message
             )
-            outbox.tell_alert(alert, AlertChange.OPEN)
+            outbox.tell_alert(alert)
     except IntegrityError:  # the unique (process, kind, key): whoever created it told it
         log.debug("alert %s %s of %s exists already", condition.kind, condition.key, process)
         return 0
@@ -271,6 +283,6 @@ def _resolve(alert: Alert, why: str) -> int:
         if not outbox.resolve(alert, why):
             log.debug("alert %s was resolved by another scan", alert)
             return 0
-        outbox.tell_alert(alert, AlertChange.RESOLVE)
+        outbox.tell_resolved(alert)
     log.info("alert resolved: %s: %s", alert, why)
     return 1

@@ -140,41 +140,40 @@ def decide_run(
     latest: bool = True,
 ) -> RunDecision:
     """Everything one finished run causes: the run reports each subscriber's policy lets
-    through, the change to the "failing" alert, and the incident channels' share of it.
+    through, the change to the "failing" alert, and the incident channels' share of it
+    (its opening or a new failure; its resolve goes where its triggers went: see
+    ``alert_audience``).
     A run that is not the process's latest finished one (its news came late) is reported
     but changes no alert: a newer run has said more recently how the process is."""
     event = run_event(status, previous)
     if event is None:
         return RunDecision((), None)
     change = failing_change(status, failures_in_a_row, page_after, failing_open) if latest else None
+    pages = critical and change in (AlertChange.OPEN, AlertChange.UPDATE)
     told: list[tuple[str, Event]] = []
     for subscriber in subscribers:
         if subscriber.policy is Policy.NEVER:
             continue  # paused, whatever the channel
         if subscriber.incidents:
-            alert_event = _incident_event(change) if critical else None
-            if alert_event is not None:
-                told.append((subscriber.key, alert_event))
+            if pages:
+                told.append((subscriber.key, Event.ALERT))
         elif tells(subscriber.policy, event, previous):
             told.append((subscriber.key, event))
     return RunDecision(tuple(told), change)
 
 
-def _incident_event(change: AlertChange | None) -> Event | None:
-    if change in (AlertChange.OPEN, AlertChange.UPDATE):
-        return Event.ALERT
-    if change is AlertChange.RESOLVE:
-        return Event.RESOLVED
-    return None
-
-
 def alert_audience(
-    subscribers: list[Subscriber], kind: AlertKind, change: AlertChange, *, critical: bool
+    subscribers: list[Subscriber], kind: AlertKind, *, critical: bool
 ) -> tuple[tuple[str, Event], ...]:
-    """Who hears that an alert other than a run's own opened or cleared: incident channels
-    of a critical process, and every report channel (a "failing" alert is told to report
-    channels by the run reports themselves); none set to "never"."""
-    event = Event.RESOLVED if change is AlertChange.RESOLVE else Event.ALERT
+    """Who hears that an alert other than a run's own opened: incident channels of a
+    critical process, and every report channel (a "failing" alert is told to report
+    channels by the run reports themselves); none set to "never".
+
+    Its clearing is told to exactly those that were told of its opening, whatever has
+    changed since (the process made non-critical, renamed, a subscription paused): an
+    incident opened at PagerDuty is always resolved, and no one hears "resolved" of an
+    alert they never heard of. That depends on what was sent, so the shell decides it
+    (``outbox.tell_resolved``)."""
     told = []
     for subscriber in subscribers:
         if subscriber.policy is Policy.NEVER:
@@ -184,5 +183,5 @@ def alert_audience(
         else:
             hears = kind is not AlertKind.FAILING
         if hears:
-            told.append((subscriber.key, event))
+            told.append((subscriber.key, Event.ALERT))
     return tuple(told)

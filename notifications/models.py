@@ -3,6 +3,8 @@ send, written before it is tried (deliveries)."""
 
 from __future__ import annotations
 
+from typing import Any
+
 from django.db import models
 from django.db.models import Q
 
@@ -57,6 +59,7 @@ class Alert(models.Model):
     opened_at = models.DateTimeField(auto_now_add=True)
     resolved_at = models.DateTimeField(null=True, blank=True)
     resolution = models.TextField(blank=True)
+    dedup_key = models.CharField(max_length=300, editable=False)
 
     class Meta:
         ordering = ["-id"]
@@ -74,10 +77,15 @@ class Alert(models.Model):
     def __str__(self) -> str:
         return f"{self.process.name}: {self.kind} {self.key}"
 
-    @property
-    def dedup_key(self) -> str:
+    def save(self, *args: Any, **kwargs: Any) -> None:
+        if not self.dedup_key:
+            self.dedup_key = self.incident_key()
+        super().save(*args, **kwargs)
+
+    def incident_key(self) -> str:
         """The incident's key at PagerDuty: one per process for "failing" (every failure
-        updates the one incident), one per occurrence for the others."""
+        updates the one incident), one per occurrence for the others. Kept on the alert when
+        it opens, so renaming the process later never leaves its incident open."""
         if self.kind == AlertKind.FAILING:
             return f"sundial/{self.process.name}/failing"
         return f"sundial/{self.process.name}/{self.kind}/{self.key}"

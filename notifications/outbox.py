@@ -25,7 +25,7 @@ from __future__ import annotations
 
 import hashlib
 import logging
-from collections.abc import Callable, Iterable
+from collections.abc import Callable, Iterable, Sequence
 from dataclasses import dataclass
 from datetime import datetime, timedelta
 
@@ -126,16 +126,15 @@ def notice_ending(ending: RunEnding) -> list[int]:
             latest=not endings.filter(pk__gt=ending.pk).exists(),
         )
         alert = _apply_failing(process, ending, decision.failing, failing)
-        reports = [(key, event) for key, event in decision.tell if event not in _ALERT_EVENTS]
-        incidents = [(key, event) for key, event in decision.tell if event in _ALERT_EVENTS]
+        reports = [(key, event) for key, event in decision.tell if event is not decide.Event.ALERT]
+        pages = [(key, event) for key, event in decision.tell if event is decide.Event.ALERT]
         tag = f"ending{ending.pk}"
         made = _record(process, heard, reports, ending=ending, tag=tag)
-        if alert is not None:
-            made += _record(process, heard, incidents, ending=ending, alert=alert, tag=tag)
+        if alert is not None and decision.failing is decide.AlertChange.RESOLVE:
+            made += tell_resolved(alert, ending=ending, tag=tag)
+        elif alert is not None:
+            made += _record(process, heard, pages, ending=ending, alert=alert, tag=tag)
     return made
-
-
-_ALERT_EVENTS = (decide.Event.ALERT, decide.Event.RESOLVED)
 
 
 def _leading_failures(statuses: Iterable[str]) -> int:
@@ -181,52 +180,100 @@ def resolve(alert: Alert, why: str) -> bool:
     return bool(closed)
 
 
-def tell_alert(alert: Alert, change: decide.AlertChange) -> list[int]:
-    """Record and send an alert's opening or clearing to everyone who hears of it (alerts
-    other than "failing", whose news travels with the run reports)."""
+def tell_alert(alert: Alert) -> list[int]:
+    """Record and send an alert's opening to everyone who hears of it (alerts other than
+    "failing", whose news travels with the run reports)."""
     process = alert.process
     heard = audience(process)
     told = decide.alert_audience(
-        heard.subscribers, decide.AlertKind(alert.kind), change, critical=process.critical
+        heard.subscribers, decide.AlertKind(alert.kind), critical=process.critical
     )
-    return _record(process, heard, list(told), alert=alert, tag=change.value)
+    return _record(process, heard, list(told), alert=alert, tag="open")
+
+
+def tell_resolved(
+    alert: Alert, *, ending: RunEnding | None = None, tag: str = "resolve"
+) -> list[int]:
+    """Record and send an alert's clearing to exactly the recipients told of its opening
+    (a delivery that failed for good told no one): whatever changed since (the process made
+    non-critical or renamed, a subscription paused), an incident opened is resolved, and
+    no one hears "resolved" of an alert they never heard of."""
+    opened = (
+        Delivery.objects.filter(alert=alert, event=decide.Event.ALERT)
+        .exclude(status=DeliveryStatus.FAILED)
+        .values_list("subscription_id", "channel", "target")
+        .distinct()
+    )
+    subscriptions = Subscription.objects.in_bulk([pk for pk, _, _ in opened if pk is not None])
+    recipients = [
+        (subscriptions.get(pk) if pk is not None else None, channel, target)
+        for pk, channel, target in opened
+    ]
+    return _write(
+        alert.process, recipients, decide.Event.RESOLVED, ending=ending, alert=alert, tag=tag
+    )
 
 
 def _record(
     process: ProcessDefinition,
     heard: _Audience,
-    told: list[tuple[str, decide.Event]],
+    told: Sequence[tuple[str, decide.Event]],
     *,
     ending: RunEnding | None = None,
     alert: Alert | None = None,
     tag: str,
 ) -> list[int]:
-    """Write a pending delivery per recipient (a key already written is left alone) and send
+    """Write a pending delivery per recipient of each (subscriber, event) told, and send
     them once the transaction commits; the ids of those written now."""
+    made: list[int] = []
+    for event in dict.fromkeys(event for _, event in told):
+        recipients = []
+        for key, _ in (pair for pair in told if pair[1] is event):
+            subscription = heard.subscriptions[key]
+            kind = KINDS[subscription.channel if subscription else "pagerduty"]
+            raw = subscription.target if subscription else ""
+            recipients += [
+                (subscription, kind.name, target) for target in _recipients(kind.recipients, raw)
+            ]
+        made += _write(process, recipients, event, ending=ending, alert=alert, tag=tag)
+    return made
+
+
+Recipient = tuple[
+    Subscription | None, str, str
+]  # subscription (None: the default), channel, target
+
+
+def _write(
+    process: ProcessDefinition,
+    recipients: list[Recipient],
+    event: decide.Event,
+    *,
+    ending: RunEnding | None,
+    alert: Alert | None,
+    tag: str,
+) -> list[int]:
+    """A pending delivery of ``event`` to each recipient, under a key that makes it once
+    (a key already written is left alone); sent once the transaction commits."""
     if alert is not None:
         about = f"alert{alert.pk}"
     else:
         about = f"run{ending.run_id}" if ending is not None else f"process{process.pk}"
-    rows = []
-    for key, event in told:
-        subscription = heard.subscriptions[key]
-        kind = KINDS[subscription.channel if subscription else "pagerduty"]
-        raw = subscription.target if subscription else ""
-        for target in _recipients(kind.recipients, raw):
-            digest = hashlib.sha256(target.encode()).hexdigest()[:16]
-            rows.append(
-                Delivery(
-                    key=f"{about}:{tag}:{event}:{key}:{digest}",
-                    subscription=subscription,
-                    process=process,
-                    run_id=ending.run_id if ending is not None else None,
-                    ending=ending,
-                    alert=alert,
-                    channel=kind.name,
-                    target=target,
-                    event=event,
-                )
-            )
+    rows = [
+        Delivery(
+            key=f"{about}:{tag}:{event}:{subscription.pk if subscription else DEFAULT}:"
+            + hashlib.sha256(target.encode()).hexdigest()[:16],
+            subscription=subscription,
+            process=process,
+            run_id=ending.run_id if ending is not None else None,
+            ending=ending,
+            alert=alert,
+            channel=channel,
+            target=target,
+            event=event,
+        )
+        for subscription, channel, target in recipients
+    ]
     if not rows:
         return []
     Delivery.objects.bulk_create(rows, ignore_conflicts=True)

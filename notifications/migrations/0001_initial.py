@@ -56,6 +56,7 @@ class Migration(migrations.Migration):
                 ("opened_at", models.DateTimeField(auto_now_add=True)),
                 ("resolved_at", models.DateTimeField(blank=True, null=True)),
                 ("resolution", models.TextField(blank=True)),
+                ("dedup_key", models.CharField(editable=False, max_length=300)),
                 (
                     "process",
                     models.ForeignKey(

@@ -23,6 +23,7 @@ from collections import Counter
 from collections.abc import Iterator
 from datetime import timedelta
 from pathlib import Path
+from unittest import mock
 
 import psycopg
 import pytest
@@ -489,12 +490,6 @@ def test_the_backfill_keeps_one_noticed_ending_per_finished_run_and_reports_none
 # ---- 6. an ending committed after a later one was noticed ----
 
 
-@pytest.mark.xfail(
-    strict=True,
-    reason="an ending whose transaction commits after a later ending was noticed is left out"
-    " of the later one's failures-in-a-row and changes no alert itself: two failed runs in a"
-    " row with page_after_failures=2 never page",
-)
 def test_two_failures_in_a_row_page_even_when_the_first_commits_after_the_second_is_noticed(
     monkeypatch,
 ):
@@ -532,12 +527,28 @@ def test_two_failures_in_a_row_page_even_when_the_first_commits_after_the_second
     thread = threading.Thread(target=end_first)
     thread.start()
     assert inserted.wait(20)
-    with transaction.atomic():
-        assert _finish_run(second, RunStatus.FAILED, "failed: only", timezone.now())
-    outbox.notice_run(second.pk)  # the second run's notice, on another worker
+    ended_second = threading.Event()
+
+    def end_second():
+        try:
+            with transaction.atomic():
+                assert _finish_run(second, RunStatus.FAILED, "failed: only", timezone.now())
+            ended_second.set()
+        except BaseException as exc:  # pragma: no cover - reported below
+            errors.append(exc)
+        finally:
+            connection.close()
+
+    other = threading.Thread(target=end_second)
+    other.start()
+    # The second run's end waits for the first's commit: a process's endings commit in
+    # order, so no notice reads the later one while the earlier is unseen.
+    assert not ended_second.wait(1.5), "the second ending committed before the first"
     release.set()
-    thread.join(20)
+    thread.join(20), other.join(20)
     assert not errors, errors
+    assert ended_second.is_set()
+    outbox.notice_run(second.pk)  # the second run's notice first, on another worker
     outbox.notice_run(first.pk)
     endings = list(RunEnding.objects.filter(definition=process).order_by("id"))
     assert [(e.run_id, e.status) for e in endings] == [
@@ -608,17 +619,14 @@ def test_a_notice_reads_a_bounded_history_of_thousands_of_endings(
 # ---- 9. a host whose clock runs ahead claims the alert scan ----
 
 
-@pytest.mark.xfail(
-    strict=True,
-    reason="the ScanClock is claimed with the caller's clock: one scan from a host 10 minutes"
-    " ahead sets due_at 10 minutes into every other host's future, so no watchdog (nor beat)"
-    " scans until then and a stuck schedule goes unreported",
-)
 def test_a_scan_claimed_by_a_host_whose_clock_runs_ahead_does_not_silence_the_others(
-    receiver, workers
+    receiver, workers, settings
 ):
     # A worker on a host whose clock is 10 minutes fast scans once, then is gone.
-    assert alerts.scan_if_due(timezone.now() + timedelta(minutes=10)) == 0
+    settings.SUNDIAL_ALERT_SCAN_EVERY_S = 1
+    ahead = timezone.now() + timedelta(minutes=10)
+    with mock.patch("django.utils.timezone.now", return_value=ahead):
+        assert alerts.scan_if_due() == 0
     process = stuck("unwatched")
     subscribe_hook(process, receiver.url, policy="on_failure")
     workers.start(SUNDIAL_ALERT_SCAN_EVERY_S="1")
@@ -633,12 +641,6 @@ def test_a_scan_claimed_by_a_host_whose_clock_runs_ahead_does_not_silence_the_ot
 # ---- 10. a process renamed while its failing incident is open ----
 
 
-@pytest.mark.xfail(
-    strict=True,
-    reason="the dedup key is built from the process's current name at send time: renamed"
-    " while failing, its recovery resolves sundial/<new name>/failing and the incident"
-    " triggered as sundial/<old name>/failing stays open at PagerDuty for good",
-)
 def test_a_process_renamed_while_failing_still_resolves_its_incident(ca, tmp_path, fake, workers):
     process = shell_process("billing-old", "exit 1", critical=True)
     page(process)
@@ -662,12 +664,6 @@ def test_a_process_renamed_while_failing_still_resolves_its_incident(ca, tmp_pat
 # ---- 11. a process made non-critical while its incident is open ----
 
 
-@pytest.mark.xfail(
-    strict=True,
-    reason="decide_run tells incident channels only while the process is critical: made"
-    " non-critical while failing, its recovery resolves the failing alert in Sundial but"
-    " never sends the resolve, so the PagerDuty incident stays triggered for good",
-)
 def test_a_process_made_non_critical_while_failing_still_resolves_its_incident(
     ca, tmp_path, fake, workers
 ):

@@ -9,9 +9,9 @@ from datetime import timedelta
 import pytest
 from django.utils import timezone
 
-from jobs.models import ProcessRun, RunEnding
+from jobs.models import ProcessDefinition, ProcessRun, RunEnding
 from notifications import outbox, registry
-from notifications.decide import AlertChange, AlertKind, Event
+from notifications.decide import AlertKind, Event
 from notifications.memory.channel import SHARED
 from notifications.models import Alert, Delivery, DeliveryStatus, RunNotice, Subscription
 from tests.conftest import make_process
@@ -165,6 +165,26 @@ def test_fail_fail_succeed_is_one_incident_updated_then_resolved(memory_channel)
 
 
 @pytest.mark.usefixtures("pager")
+def test_the_resolve_goes_where_the_trigger_went_whatever_changed_since(memory_channel):
+    process = make_process("orders", critical=True)
+    Subscription.objects.create(process=process, channel="memory", target="pager")
+    finish(process, "failed")
+    send_due()
+    # Made non-critical and renamed while failing: the incident is resolved all the same,
+    # under the key it was opened with.
+    ProcessDefinition.objects.filter(pk=process.pk).update(critical=False, name="orders-v2")
+    process.refresh_from_db()
+    finish(process, "succeeded")
+    send_due()
+    assert [(o.notice.event, o.notice.dedup_key) for o in memory_channel.sent] == [
+        (Event.ALERT, "sundial/orders/failing"),
+        (Event.RESOLVED, "sundial/orders/failing"),
+    ]
+    # A subscription added since never heard of the incident: it hears no resolve.
+    assert Delivery.objects.filter(event=Event.RESOLVED).count() == 1
+
+
+@pytest.mark.usefixtures("pager")
 def test_a_resolve_never_overtakes_its_trigger(memory_channel):
     process = make_process("orders", critical=True)
     Subscription.objects.create(process=process, channel="memory", target="pager")
@@ -216,10 +236,10 @@ def test_an_alert_told_and_resolved_once(memory_channel):
     alert = Alert.objects.create(
         process=process, kind=AlertKind.MISSED_START, key="2026-12-02T10:00", message="late"
     )
-    outbox.tell_alert(alert, AlertChange.OPEN)
-    outbox.tell_alert(alert, AlertChange.OPEN)
+    outbox.tell_alert(alert)
+    outbox.tell_alert(alert)
     assert outbox.resolve(alert, "it started") and not outbox.resolve(alert, "again")
-    outbox.tell_alert(alert, AlertChange.RESOLVE)
+    outbox.tell_resolved(alert)
     send_due()
     assert [(o.notice.event, o.notice.title) for o in memory_channel.sent] == [
         (Event.ALERT, "orders did not start on time"),
