@@ -33,9 +33,10 @@ def _shell(env: dict, code: str) -> None:
     )
 
 
-def _start(var_dir: Path, **env: str) -> tuple[subprocess.Popen, dict, float]:
+def _start(var_dir: Path, **env: str) -> tuple[subprocess.Popen, dict, float, str]:
     """`manage.py run --no-demo` on a fresh var dir, in its own process group (as a terminal
-    runs it); returns once its web server answers, with the deadline it had for that."""
+    runs it); returns once its web server answers, with the deadline it had for that and
+    the site's URL."""
     base = {
         k: v
         for k, v in os.environ.items()
@@ -66,7 +67,7 @@ def _start(var_dir: Path, **env: str) -> tuple[subprocess.Popen, dict, float]:
                 output = proc.communicate()[0]
                 raise AssertionError(f"the web server did not come up:\n{output}") from exc
             time.sleep(0.3)
-    return proc, base, deadline
+    return proc, base, deadline, f"http://127.0.0.1:{port}"
 
 
 def _query(var_dir: Path, sql: str) -> list[tuple]:
@@ -101,7 +102,7 @@ urllib.request.urlopen(request, timeout=10).read()
 
 
 def test_run_starts_everything_on_sqlite_and_a_serverless_broker_and_stops_on_ctrl_c(tmp_path):
-    proc, env, deadline = _start(tmp_path)
+    proc, env, deadline, _ = _start(tmp_path)
     # "b" counts only if it reports its success to the API: on the port `run` was given,
     # which its tasks are told without being configured.
     report = tmp_path / "report.py"
@@ -134,7 +135,7 @@ def test_ctrl_c_stops_a_running_local_task_and_leaves_no_process(tmp_path):
     worker can stop it, and `run` must wait for that longer than the shutdown grace."""
     grace = 16  # longer than `run` waited before it waited for the grace
     up = tmp_path / "task-up"
-    proc, env, deadline = _start(tmp_path, SUNDIAL_SHUTDOWN_GRACE_S=str(grace))
+    proc, env, deadline, _ = _start(tmp_path, SUNDIAL_SHUTDOWN_GRACE_S=str(grace))
     task = None
     try:
         stubborn = {"shell": f"trap '' TERM; touch {up}; sleep 300 & wait", "kill_grace_s": 3600}

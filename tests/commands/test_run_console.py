@@ -11,8 +11,7 @@ from tests.commands.test_make_run import _start
 
 
 def test_static_files_and_the_icon_leave_no_line_but_errors_do(tmp_path):
-    proc, env, _ = _start(tmp_path)
-    site = env["SUNDIAL_API_URL"]
+    proc, _, _, site = _start(tmp_path)
     try:
         for path in ("/static/sundial.css", "/static/favicon.svg", "/favicon.ico"):
             with urllib.request.urlopen(site + path) as answer:  # follows the icon's redirect
