@@ -17,6 +17,7 @@ from celery import current_app
 from kombu.exceptions import OperationalError
 
 import jobs.tasks  # noqa: F401  (registers the tasks the network delivers to)
+import notifications.tasks  # noqa: F401  (a run's end sends notice_run)
 from executors.memory import MemoryExecutor
 from tests.conftest import serve_memory
 
