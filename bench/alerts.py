@@ -65,7 +65,7 @@ def main() -> None:
     from django.db import transaction
     from django.utils import timezone
 
-    from jobs.models import ProcessDefinition, ProcessRun
+    from jobs.models import ProcessDefinition, ProcessRun, RunEnding
     from notifications import alerts, outbox
     from notifications.models import Subscription
 
@@ -91,8 +91,15 @@ def main() -> None:
             scans = [timed(lambda: alerts.scan(now)) for _ in range(SCANS)]
             figures["alert_scan"] = (statistics.median(t for t, _ in scans), scans[-1][1])
             finished = ProcessRun.objects.filter(status__in=["succeeded", "failed"]).order_by("-id")
-            runs = list(finished.values_list("pk", flat=True)[:NOTICES])
-            notices = [timed(functools.partial(outbox.notice_run, pk)) for pk in runs]
+            runs = list(
+                finished.values_list("pk", "definition_id", "status", "finished_at")[:NOTICES]
+            )
+            # The fill writes runs without their endings (the orchestrator writes both).
+            RunEnding.objects.bulk_create(
+                RunEnding(run_id=pk, definition_id=process, status=status, at=at)
+                for pk, process, status, at in runs
+            )
+            notices = [timed(functools.partial(outbox.notice_run, pk)) for pk, *_ in runs]
             figures["notice"] = (
                 statistics.median(t for t, _ in notices),
                 max(count for _, count in notices),
