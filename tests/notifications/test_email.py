@@ -311,8 +311,8 @@ def test_while_the_mail_server_is_down_the_delivery_waits_then_goes_once(smtp_do
         (
             smtplib.SMTPSenderRefused(553, b"sender not allowed", "sundial@example.com"),
             "the mail server refused the sender sundial@example.com (DEFAULT_FROM_EMAIL):"
-            " 553 sender not allowed",
-            True,
+            " 553 sender not allowed; tried again until Sundial's mail settings are fixed",
+            False,
         ),
         (
             smtplib.SMTPRecipientsRefused({"ana@example.com": (452, b"mailbox full")}),
@@ -322,8 +322,16 @@ def test_while_the_mail_server_is_down_the_delivery_waits_then_goes_once(smtp_do
         (
             smtplib.SMTPAuthenticationError(535, b"5.7.8 bad credentials"),
             "the mail server did not accept the login of '' (EMAIL_HOST_USER,"
-            " EMAIL_HOST_PASSWORD): 535 5.7.8 bad credentials",
-            True,
+            " EMAIL_HOST_PASSWORD): 535 5.7.8 bad credentials; tried again until Sundial's"
+            " mail settings are fixed",
+            False,
+        ),
+        (
+            smtplib.SMTPNotSupportedError("STARTTLS extension not supported by server."),
+            "the mail server at mail.example.com:2525 does not support it: STARTTLS extension"
+            " not supported by server. (check EMAIL_USE_TLS and EMAIL_USE_SSL); tried again"
+            " until Sundial's mail settings are fixed",
+            False,
         ),
         (
             smtplib.SMTPDataError(552, b"message too big"),
