@@ -31,24 +31,13 @@ DEFAULT_KEY = "DefaultRoutingKeyOfTheWholeSite2"
 FAILING = "sundial/orders/failing"
 
 
-@pytest.fixture(scope="module")
-def ca() -> trustme.CA:
-    return trustme.CA()
-
-
 @pytest.fixture
-def fake(ca, tmp_path, monkeypatch, settings):
-    """The stand-in, and this process's PagerDuty channel pointed at it, trusting its CA."""
-    monkeypatch.setenv("SSL_CERT_FILE", str(write_ca(ca, tmp_path)))
-    # Short waits, so a SLOW answer and the library's one retry take a moment, not seconds.
+def fake(fake, monkeypatch):
+    """The conftest's stand-in, with short waits, so a SLOW answer and the library's one
+    retry take a moment, not seconds (this process's channel is built after this)."""
     monkeypatch.setattr(pagerduty, "TIMEOUT_S", 0.5)
     monkeypatch.setattr(pagerduty, "RETRY_AFTER_S", 0.01)
-    settings.SUNDIAL_PAGERDUTY_ROUTING_KEY = ""
-    with FakePagerDuty(ca, slow_s=1.0) as server:
-        settings.SUNDIAL_PAGERDUTY_EVENTS_URL = server.url
-        registry.channel_for.cache_clear()
-        yield server
-    registry.channel_for.cache_clear()
+    return fake
 
 
 def critical(name: str = "orders", **fields):

@@ -8,7 +8,6 @@ from collections.abc import Iterator
 from datetime import UTC, datetime
 
 import pytest
-import trustme
 from django.conf import settings
 from django.core.exceptions import ValidationError
 
@@ -25,11 +24,6 @@ from tests.notifications.receiver import Receiver, serve
 pytestmark = pytest.mark.django_db
 
 TOKEN_PATH = "/services/T000/B000/sEcReTtOkEn"
-
-
-@pytest.fixture(scope="module")
-def ca() -> trustme.CA:
-    return trustme.CA()
 
 
 @pytest.fixture

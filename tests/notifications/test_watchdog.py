@@ -4,7 +4,6 @@ every worker's watchdog), and a worker alone reports the missed start a stopped 
 from __future__ import annotations
 
 import json
-from collections.abc import Iterator
 from datetime import timedelta
 
 import pytest
@@ -14,16 +13,10 @@ from jobs.models import ProcessDefinition
 from notifications.alerts import scan_if_due
 from notifications.models import Alert, ScanClock, Subscription
 from tests.conftest import make_process, purge_task_queue
-from tests.notifications.receiver import Receiver, serve
 from tests.orchestrator.driving import race, wait_for
 from tests.workers import Worker
 
 pytestmark = pytest.mark.django_db(transaction=True)
-
-
-@pytest.fixture
-def receiver() -> Iterator[Receiver]:
-    yield from serve()
 
 
 def stuck(name: str = "hourly") -> ProcessDefinition:

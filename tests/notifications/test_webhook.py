@@ -4,7 +4,6 @@ signature it verifies, and what each answer makes of the delivery."""
 from __future__ import annotations
 
 import time
-from collections.abc import Iterator
 
 import pytest
 from django.conf import settings
@@ -16,16 +15,11 @@ from notifications.registry import channel_for
 from notifications.webhook.channel import recipients
 from tests.conftest import make_process
 from tests.notifications.flow import finish, make_due, send_due
-from tests.notifications.receiver import Receiver, serve, verify
+from tests.notifications.receiver import verify
 
 pytestmark = pytest.mark.django_db
 
 SECRET = "s3cret-for-tests"
-
-
-@pytest.fixture
-def receiver() -> Iterator[Receiver]:
-    yield from serve()
 
 
 def subscribe(url: str, secret: str = SECRET) -> Subscription:

@@ -22,12 +22,10 @@ import time
 from collections import Counter
 from collections.abc import Iterator
 from datetime import timedelta
-from pathlib import Path
 from unittest import mock
 
 import psycopg
 import pytest
-import trustme
 from django.db import connection, transaction
 from django.db.migrations.executor import MigrationExecutor
 from django.db.models import F
@@ -37,83 +35,29 @@ from jobs import dispatch
 from jobs.engine import RunStatus
 from jobs.models import ProcessDefinition, ProcessRun, RunEnding, TaskDefinition, Trigger
 from jobs.orchestrator import _finish_run, retry_failed_tasks, trigger_run
-from notifications import alerts, outbox, registry
+from notifications import alerts, outbox
 from notifications.models import Alert, Delivery, DeliveryStatus, RunNotice, Subscription
-from tests.conftest import make_process, purge_task_queue
-from tests.notifications import receiver as hooks
-from tests.notifications.fake_pagerduty import FakePagerDuty, write_ca
+from tests.conftest import make_process
+from tests.notifications.on_workers import (
+    FINAL,
+    KEY,
+    pagerduty_env,
+    shell_process,
+    signed,
+    subscribe_hook,
+)
 from tests.orchestrator.driving import wait_for
-from tests.workers import Worker, database_url, stop_task_processes
+from tests.workers import Worker, database_url
 
 pytestmark = [
+    pytest.mark.usefixtures("clean_queue"),
     pytest.mark.django_db(transaction=True),
     pytest.mark.postgres,
     pytest.mark.redis,
 ]
 
-KEY = "R0ut1ngKeyOfTheOrdersService0002"  # 32 letters and digits
-SECRET = "whsec-attack-8b"
-FINAL = (DeliveryStatus.SENT, DeliveryStatus.FAILED)
-
 
 # ---- fixtures and helpers ----
-
-
-@pytest.fixture(scope="module")
-def ca() -> trustme.CA:
-    return trustme.CA()
-
-
-@pytest.fixture(autouse=True)
-def _clean_queue() -> Iterator[None]:
-    purge_task_queue()
-    yield
-    stop_task_processes()
-    purge_task_queue()
-
-
-@pytest.fixture
-def fake(ca, tmp_path, monkeypatch, settings) -> Iterator[FakePagerDuty]:
-    monkeypatch.setenv("SSL_CERT_FILE", str(write_ca(ca, tmp_path)))
-    settings.SUNDIAL_PAGERDUTY_ROUTING_KEY = ""
-    with FakePagerDuty(ca, slow_s=1.0) as server:
-        settings.SUNDIAL_PAGERDUTY_EVENTS_URL = server.url
-        registry.channel_for.cache_clear()
-        yield server
-    registry.channel_for.cache_clear()
-
-
-@pytest.fixture
-def receiver() -> Iterator[hooks.Receiver]:
-    yield from hooks.serve()
-
-
-class Workers:
-    """Workers started by a test, all SIGKILLed at its end."""
-
-    def __init__(self, var_dir: Path) -> None:
-        self.var_dir = var_dir
-        self.env: dict[str, str] = {}
-        self.started: list[Worker] = []
-
-    def start(self, name: str = "w", **env: str) -> Worker:
-        worker = Worker(self.var_dir / name, concurrency=4, **{**self.env, **env})
-        self.started.append(worker)
-        return worker
-
-    def kill_all(self) -> None:
-        for worker in self.started:
-            worker.kill()
-
-
-@pytest.fixture
-def workers(tmp_path) -> Iterator[Workers]:
-    started = Workers(tmp_path)
-    try:
-        yield started
-    finally:
-        started.kill_all()
-        stop_task_processes()
 
 
 @pytest.fixture
@@ -123,30 +67,8 @@ def side() -> Iterator[psycopg.Connection]:
         yield conn
 
 
-def pagerduty_env(fake: FakePagerDuty, tmp_path: Path, ca: trustme.CA) -> dict[str, str]:
-    return {
-        "SUNDIAL_PAGERDUTY_EVENTS_URL": fake.url,
-        "SSL_CERT_FILE": str(write_ca(ca, tmp_path)),
-    }
-
-
-def shell_process(name: str, script: str, **fields) -> ProcessDefinition:
-    return make_process(name, {"only": {"config": {"shell": script}}}, **fields)
-
-
-def subscribe_hook(process, url: str, policy: str = "always") -> Subscription:
-    return Subscription.objects.create(
-        process=process, channel="webhook", target=url, policy=policy, secret=SECRET
-    )
-
-
 def page(process) -> Subscription:
     return Subscription.objects.create(process=process, channel="pagerduty", target=KEY)
-
-
-def signed(received: hooks.Received) -> bool:
-    header = received.headers.get("X-Sundial-Signature", "")
-    return bool(header) and hooks.verify(header, received.body, SECRET)
 
 
 def wait_status(run: ProcessRun, status: str, timeout: float = 30) -> ProcessRun:

@@ -16,12 +16,9 @@ import subprocess
 import sys
 import time
 from collections import Counter
-from collections.abc import Iterator
 from datetime import timedelta
-from pathlib import Path
 
 import pytest
-import trustme
 from celery import current_app
 from django.conf import settings as django_settings
 from django.db.models import F
@@ -30,103 +27,35 @@ from django.utils import timezone
 from jobs import dispatch
 from jobs.models import ProcessDefinition, ProcessRun, RunEnding, TaskDefinition, TaskRun, Trigger
 from jobs.orchestrator import request_kill, retry_failed_tasks, trigger_run
-from notifications import alerts, outbox, registry
+from notifications import alerts, outbox
 from notifications.models import Alert, Delivery, DeliveryStatus, RunNotice, Subscription
 from tests.conftest import make_process, purge_task_queue
-from tests.notifications import receiver as hooks
-from tests.notifications.fake_pagerduty import FakePagerDuty, write_ca
 from tests.notifications.flow import finish
+from tests.notifications.on_workers import (
+    FINAL,
+    KEY,
+    pagerduty_env,
+    shell_process,
+    signed,
+    subscribe_hook,
+)
 from tests.notifications.smtp import SmtpServer
 from tests.orchestrator.driving import drive, race, wait_for
 from tests.workers import (
     ROOT,
-    Worker,
     database_url,
-    stop_task_processes,
     wait_until_this_process_recorded_its_exits,
 )
 
 pytestmark = [
+    pytest.mark.usefixtures("clean_queue"),
     pytest.mark.django_db(transaction=True),
     pytest.mark.postgres,
     pytest.mark.redis,
 ]
 
-KEY = "R0ut1ngKeyOfTheOrdersService0001"  # 32 letters and digits
-SECRET = "whsec-attack-8"
-FINAL = (DeliveryStatus.SENT, DeliveryStatus.FAILED)
-
 
 # ---- fixtures and helpers ----
-
-
-@pytest.fixture(scope="module")
-def ca() -> trustme.CA:
-    return trustme.CA()
-
-
-@pytest.fixture(autouse=True)
-def _clean_queue() -> Iterator[None]:
-    purge_task_queue()
-    yield
-    stop_task_processes()
-    purge_task_queue()
-
-
-@pytest.fixture
-def fake(ca, tmp_path, monkeypatch, settings) -> Iterator[FakePagerDuty]:
-    """The PagerDuty stand-in; this process's channel pointed at it too."""
-    monkeypatch.setenv("SSL_CERT_FILE", str(write_ca(ca, tmp_path)))
-    settings.SUNDIAL_PAGERDUTY_ROUTING_KEY = ""
-    with FakePagerDuty(ca, slow_s=1.0) as server:
-        settings.SUNDIAL_PAGERDUTY_EVENTS_URL = server.url
-        registry.channel_for.cache_clear()
-        yield server
-    registry.channel_for.cache_clear()
-
-
-@pytest.fixture
-def receiver() -> Iterator[hooks.Receiver]:
-    yield from hooks.serve()
-
-
-class Workers:
-    """Workers started by a test, all SIGKILLed at its end."""
-
-    def __init__(self, var_dir: Path) -> None:
-        self.var_dir = var_dir
-        self.env: dict[str, str] = {}
-        self.started: list[Worker] = []
-
-    def start(self, name: str = "w", **env: str) -> Worker:
-        worker = Worker(self.var_dir / name, concurrency=4, **{**self.env, **env})
-        self.started.append(worker)
-        return worker
-
-    def kill_all(self) -> None:
-        for worker in self.started:
-            worker.kill()
-
-
-@pytest.fixture
-def workers(tmp_path) -> Iterator[Workers]:
-    started = Workers(tmp_path)
-    try:
-        yield started
-    finally:
-        started.kill_all()
-        stop_task_processes()
-
-
-def pagerduty_env(fake: FakePagerDuty, tmp_path: Path, ca: trustme.CA) -> dict[str, str]:
-    return {
-        "SUNDIAL_PAGERDUTY_EVENTS_URL": fake.url,
-        "SSL_CERT_FILE": str(write_ca(ca, tmp_path)),
-    }
-
-
-def shell_process(name: str, script: str, **fields) -> ProcessDefinition:
-    return make_process(name, {"only": {"config": {"shell": script}}}, **fields)
 
 
 def set_script(process: ProcessDefinition, script: str) -> None:
@@ -159,17 +88,6 @@ def wait_settled(timeout: float = 40, count: int | None = None) -> list[Delivery
         return rows if rows and all(row.status in FINAL for row in rows) else None
 
     return wait_for(settled, timeout=timeout, interval=0.1)
-
-
-def subscribe_hook(process, url: str, policy: str = "always", secret: str = SECRET):
-    return Subscription.objects.create(
-        process=process, channel="webhook", target=url, policy=policy, secret=secret
-    )
-
-
-def signed(received: hooks.Received) -> bool:
-    header = received.headers.get("X-Sundial-Signature", "")
-    return bool(header) and hooks.verify(header, received.body, SECRET)
 
 
 # ---- 1. two workers, fail x3 then succeed ----
