@@ -26,6 +26,9 @@ import urllib.request
 from http.client import HTTPException
 from urllib.parse import urlsplit
 
+from django.core.exceptions import ValidationError
+from django.core.validators import URLValidator
+
 from notifications.base import ChannelError
 from notifications.registry import masked
 
@@ -107,3 +110,14 @@ def _quoted(answer: urllib.error.HTTPError) -> str:
         return ""
     text = " ".join(text.split())
     return f": {text}" if text else ""
+
+
+def one_url(target: str, schemes: list[str], wrong: str) -> list[str]:
+    """The one URL a subscription's target is (a channel's ``recipients``), or a
+    ValidationError saying ``wrong``."""
+    url = target.strip()
+    try:
+        URLValidator(schemes=schemes)(url)
+    except ValidationError:
+        raise ValidationError(wrong, code="invalid") from None
+    return [url]

@@ -10,9 +10,6 @@ from __future__ import annotations
 
 import ssl
 
-from django.core.exceptions import ValidationError
-from django.core.validators import URLValidator
-
 from notifications import http
 from notifications.base import Notice, Outgoing
 from notifications.decide import Event
@@ -88,18 +85,11 @@ def channel() -> SlackChannel:
     return _SHARED
 
 
-_URL = URLValidator(schemes=["https"])
-
-
 def recipients(target: str) -> list[str]:
     """The one incoming-webhook URL a Slack subscription posts to."""
-    url = target.strip()
-    try:
-        _URL(url)
-    except ValidationError:
-        raise ValidationError(
-            "Enter the Slack incoming-webhook URL, such as"
-            " https://hooks.slack.com/services/T000/B000/XXXX (it starts with https://).",
-            code="invalid",
-        ) from None
-    return [url]
+    return http.one_url(
+        target,
+        ["https"],
+        "Enter the Slack incoming-webhook URL, such as"
+        " https://hooks.slack.com/services/T000/B000/XXXX (it starts with https://).",
+    )

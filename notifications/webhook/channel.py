@@ -46,9 +46,6 @@ import hmac
 import ssl
 import time
 
-from django.core.exceptions import ValidationError
-from django.core.validators import URLValidator
-
 from notifications import http
 from notifications.base import Notice, Outgoing
 
@@ -119,18 +116,11 @@ def channel() -> WebhookChannel:
     return _SHARED
 
 
-_URL = URLValidator(schemes=["http", "https"])
-
-
 def recipients(target: str) -> list[str]:
     """The one URL a webhook subscription posts to."""
-    url = target.strip()
-    try:
-        _URL(url)
-    except ValidationError:
-        raise ValidationError(
-            "Enter the http or https URL that receives the webhook,"
-            " such as https://hooks.example.com/sundial.",
-            code="invalid",
-        ) from None
-    return [url]
+    return http.one_url(
+        target,
+        ["http", "https"],
+        "Enter the http or https URL that receives the webhook,"
+        " such as https://hooks.example.com/sundial.",
+    )
