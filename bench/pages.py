@@ -325,6 +325,19 @@ def measure(client, url: str) -> tuple[int, float, list[str]]:
     return len(sql), statistics.median(times), sql
 
 
+def print_count(name: str, count: int, bound: int) -> bool:
+    """A count with the bound it must keep (a line marked FAIL over it); whether it kept it."""
+    ok = count <= bound
+    print(f"{name}: {count}  # must be <= {bound}{'' if ok else ' FAIL'}")
+    return ok
+
+
+def print_ms(name: str, median_ms: float, target: float) -> None:
+    """A time beside its target, reported, not enforced (the machine is noisy)."""
+    miss = "" if median_ms <= target else " (missed)"
+    print(f"{name}: {median_ms:.1f}  # target <= {target}{miss}")
+
+
 def main() -> None:
     ensure_database()
     import django
@@ -359,15 +372,12 @@ def main() -> None:
     for name, url in pages.items():
         count, median_ms, sql = measure(client, url)
         if name != "log_tail":
-            ok = count <= MAX_QUERIES
+            ok = print_count(f"{name}_queries", count, MAX_QUERIES)
             failed |= not ok
-            print(f"{name}_queries: {count}  # must be <= {MAX_QUERIES}{'' if ok else ' FAIL'}")
             if not ok or os.environ.get("BENCH_PAGES_SQL"):
                 for statement in sql:
                     print(f"#   {statement[:300]}", file=sys.stderr)
-        target = TARGETS_MS[f"{name}_ms"]
-        miss = "" if median_ms <= target else " (missed)"
-        print(f"{name}_ms: {median_ms:.1f}  # target <= {target}{miss}")
+        print_ms(f"{name}_ms", median_ms, TARGETS_MS[f"{name}_ms"])
     if failed:
         raise SystemExit(1)
 
